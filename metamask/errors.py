@@ -1,0 +1,44 @@
+"""Errors a user can cause, each rendered by the CLI as one line and exit code 2.
+
+Anything raised as a :class:`MetamaskError` is the user's input being wrong (a spec, a data
+file, a checkpoint); anything else is a bug in metamask and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MetamaskError(Exception):
+    """Base class: a problem with the user's input, reported in one line."""
+
+    exit_code = 2
+
+
+class ConfigError(MetamaskError):
+    """A spec file or override is malformed, has an unknown key, or a value of the wrong type."""
+
+
+class DataError(MetamaskError):
+    """A dataset is unknown, missing, corrupt, or its shape does not fit the model."""
+
+
+class GraphError(MetamaskError):
+    """An optimization graph is invalid: a cycle, an unknown node, a node without data..."""
+
+
+class CheckpointError(MetamaskError):
+    """A checkpoint is missing, corrupt, or belongs to a different spec."""
+
+
+class NonFiniteError(MetamaskError):
+    """A loss or gradient became NaN/inf; names the node, the step and the loss term."""
+
+    exit_code = 3
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
