@@ -82,6 +82,7 @@ class ModelSpec:
     decoder: DecoderSpec = field(default_factory=DecoderSpec)  # filled from the preset
     mask_ratio: float = 0.75  # share of tokens masked (per sample, round-down of kept tokens)
     norm_pix: bool = False  # per-token normalised reconstruction targets (continuous inputs)
+    patch: list[int] | None = None  # overrides the dataset's patch, e.g. [2, 2] (MLO-MAE)
 
 
 @dataclass(frozen=True)

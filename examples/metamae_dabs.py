@@ -1,0 +1,141 @@
+"""MAE vs MetaMAE, same seed and budget, compared by linear probing.
+
+    python examples/metamae_dabs.py                       # BasicMotions (embedded), seed 0
+    python examples/metamae_dabs.py --dataset digits --seeds 0 1 2
+    python examples/metamae_dabs.py --dataset all --seeds 0 1 2
+    python examples/metamae_dabs.py --dataset pamap2 --data-root /data/dabs --device cuda
+
+Each dataset needs ``problems/mae-<dataset>.yaml`` and ``problems/metamae-<dataset>.yaml``;
+the two differ only in their graph. Prints a table (dataset, method, metric, seconds per step)
+and writes it as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from metamask.checkpoint import write_json
+from metamask.config import load_spec
+from metamask.data.registry import all_datasets
+from metamask.errors import MetamaskError
+from metamask.report import results_table
+from metamask.run import run_spec
+
+PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
+METHODS = ("mae", "metamae")
+
+
+def spec_path(method: str, dataset: str) -> Path:
+    return PROBLEMS / f"{method}-{dataset}.yaml"
+
+
+def datasets_with_specs() -> list[str]:
+    """Labelled embedded datasets for which both specs exist."""
+    names = []
+    for name, entry in sorted(all_datasets().items()):
+        if entry.source == "embedded" and entry.info.labelled:
+            if all(spec_path(m, name).is_file() for m in METHODS):
+                names.append(name)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="basicmotions", help="a dataset name, or 'all' (embedded)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--steps", type=int, default=None, help="override train.steps")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda")
+    parser.add_argument("--data-root", default=None, help="folder of real DABS data")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=Path("runs/metamae_dabs"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    console = Console()
+
+    datasets = datasets_with_specs() if args.dataset == "all" else [args.dataset]
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.data_root:
+        overrides.append(f"data.data_root={args.data_root}")
+
+    runs = []
+    try:
+        for dataset in datasets:
+            for seed in args.seeds:
+                for method in METHODS:  # interleaved: both methods see the same machine state
+                    path = spec_path(method, dataset)
+                    if not path.is_file():
+                        raise MetamaskError(f"{path}: no spec for {method} on {dataset}")
+                    spec = load_spec(path, [*overrides, f"seed={seed}"])
+                    console.print(f"[bold]{dataset}[/] {method} seed {seed}: {spec.train.steps} steps")
+                    out = args.out / dataset / method / f"seed{seed}"
+                    result = run_spec(spec, out, source=str(path), progress=not args.quiet)
+                    r = result.results
+                    runs.append(
+                        {
+                            "dataset": dataset,
+                            "method": method,
+                            "seed": seed,
+                            "metric": r["metric"],
+                            "test": r["test"],
+                            "val": r["val"],
+                            "seconds_per_step": r["train"]["seconds_per_step"],
+                            "steps": r["train"]["steps"],
+                        }
+                    )
+    except MetamaskError as exc:
+        Console(stderr=True).print(f"[bold red]metamae_dabs: error:[/] {exc}", highlight=False)
+        return 2
+
+    rows = summarize(runs)
+    console.print(
+        results_table(
+            rows,
+            f"MAE vs MetaMAE, linear probe (seeds {args.seeds})",
+            ["dataset", "method", "metric", "test", "seconds_per_step", "ratio_vs_mae"],
+        )
+    )
+    write_json(args.out / "results.json", {"seeds": args.seeds, "summary": rows, "runs": runs})
+    console.print(f"written: {args.out / 'results.json'}")
+    return 0
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Mean ± std of the test metric and median seconds per step, per dataset and method."""
+    rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        base = None
+        for method in METHODS:
+            sel = [r for r in runs if r["dataset"] == dataset and r["method"] == method]
+            if not sel:
+                continue
+            tests = [r["test"] for r in sel]
+            mean = statistics.fmean(tests)
+            std = statistics.stdev(tests) if len(tests) > 1 else 0.0
+            sps = statistics.median(r["seconds_per_step"] for r in sel)
+            base = sps if method == "mae" else base
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "method": method,
+                    "metric": sel[0]["metric"],
+                    "test": f"{mean:.4f} ± {std:.4f} (n={len(tests)})",
+                    "test_mean": mean,
+                    "test_std": std,
+                    "seconds_per_step": sps,
+                    "ratio_vs_mae": (sps / base) if base else None,
+                }
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

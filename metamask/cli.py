@@ -1,0 +1,140 @@
+"""The ``metamask`` command: run a spec, show its graph, list datasets.
+
+User mistakes (a bad spec, a missing file) print one line and exit with code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from metamask.errors import MetamaskError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metamask", description="Meta-learned masked auto-encoders as Betty optimization graphs."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="pretrain a spec's graph and evaluate it")
+    run.add_argument("spec", type=Path, help="YAML spec, e.g. problems/metamae-basicmotions.yaml")
+    _add_overrides(run)
+    run.add_argument("--out", type=Path, default=None, help="run folder (default runs/<name>/<time>)")
+    run.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides train.device)")
+    run.add_argument("--data-root", default=None, help="folder of real DABS data (overrides data.data_root)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    show = sub.add_parser("show", help="print a spec's graph: nodes, edges, estimator per node")
+    show.add_argument("spec", type=Path)
+    _add_overrides(show)
+
+    datasets = sub.add_parser("datasets", help="list datasets and whether they load here")
+    datasets.add_argument("--data-root", default=None, help="folder of real DABS data")
+    return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec value, e.g. --set train.steps=100 (repeatable)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "run":
+            return cmd_run(args, console)
+        if args.command == "show":
+            return cmd_show(args, console)
+        return cmd_datasets(args, console)
+    except MetamaskError as exc:
+        if args.debug:
+            raise
+        Console(stderr=True).print(f"[bold red]metamask: error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        Console(stderr=True).print("metamask: interrupted")
+        return 130
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from metamask.config import load_spec
+    from metamask.report import print_table, results_table
+    from metamask.run import run_spec
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.data_root:
+        overrides.append(f"data.data_root={args.data_root}")
+    spec = load_spec(args.spec, overrides)
+    out = args.out or Path("runs") / spec.name / time.strftime("%Y%m%d-%H%M%S")
+    console.print(f"[bold]{spec.name}[/]: {spec.train.steps} steps -> {out}")
+    result = run_spec(spec, out, source=str(args.spec), progress=not args.quiet)
+    r = result.results
+    row = {
+        "run": spec.name,
+        "dataset": r["dataset"],
+        "metric": r["metric"],
+        "test": r["test"],
+        "val": r["val"],
+        "s/step": r["train"]["seconds_per_step"],
+    }
+    print_table(results_table([row], f"results ({out}/results.json)", row.keys()), console)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from metamask.config import load_spec
+    from metamask.data.registry import get_dataset
+    from metamask.graph import validate_graph
+    from metamask.models.mae import MaskedAutoencoder
+    from metamask.report import edge_lines, graph_table
+
+    spec = load_spec(args.spec, args.overrides)
+    validate_graph(spec.graph, str(args.spec))
+    info = get_dataset(spec.data.dataset).info
+    model = MaskedAutoencoder(info, spec.model)
+    enc, dec = spec.model.encoder, spec.model.decoder
+    if spec.description:
+        console.print(spec.description)
+    console.print(
+        f"data: [bold]{info.name}[/] ({info.domain}; {info.modality} {info.input_shape}, patch "
+        f"{info.patch} -> {info.num_tokens} tokens; {info.num_classes} classes; {info.metric})"
+    )
+    console.print(
+        f"model: {spec.model.backbone} backbone, encoder {enc.width}x{enc.depth} ({enc.heads} heads), "
+        f"decoder {dec.width}x{dec.depth} ({dec.heads} heads), mask ratio {spec.model.mask_ratio}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters"
+    )
+    console.print(graph_table(spec))
+    for line in edge_lines(spec):
+        console.print(line)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace, console: Console) -> int:
+    from metamask.data.base import LoadOptions
+    from metamask.data.registry import all_datasets
+    from metamask.report import datasets_table
+
+    console.print(datasets_table(all_datasets(), LoadOptions(data_root=args.data_root)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Build a validated Betty engine from a graph spec: node types, edges, shared modules.
+
+A node type is a builder ``(context, name, node_spec) -> Node`` registered under a name with
+its options dataclass. The :class:`BuildContext` hands builders what they may share: the
+dataset, the one masked auto-encoder of the run, seeded data loaders, optimizers and the
+already-built lower nodes (explicit, typed handles instead of Betty's name injection).
+Nodes are built lowers-first, so an upper node receives its lower nodes as arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from betty.configs import EngineConfig
+from betty.engine import Engine
+from betty.logging.logger_base import get_logger as _betty_logger
+from torch.utils.data import DataLoader, Dataset
+
+from metamask.config import GraphSpec, NodeSpec, OptimizerSpec, RunSpec, parse_dataclass
+from metamask.data.base import DataBundle
+from metamask.errors import DataError, GraphError, did_you_mean
+from metamask.models.mae import MaskedAutoencoder
+from metamask.nodes.base import Node
+
+T = TypeVar("T")
+
+_betty_logger().setLevel(logging.WARNING)  # Betty logs every problem at INFO on stdout
+
+# ----------------------------------------------------------------------------------------------
+# node types
+# ----------------------------------------------------------------------------------------------
+
+NodeBuilder = Callable[["BuildContext", str, NodeSpec], Node]
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A registered node type: how to build it and which options it takes."""
+
+    name: str
+    build: NodeBuilder
+    options_type: type
+    description: str = ""
+
+
+NODE_TYPES: dict[str, NodeType] = {}
+
+
+def register_node_type(
+    name: str, options_type: type, description: str = ""
+) -> Callable[[NodeBuilder], NodeBuilder]:
+    """Decorator: register a node builder under ``name`` (the ``type`` key of a spec's node)."""
+
+    def wrap(build: NodeBuilder) -> NodeBuilder:
+        if name in NODE_TYPES:
+            raise ValueError(f"node type {name!r} is registered twice")
+        NODE_TYPES[name] = NodeType(name, build, options_type, description)
+        return build
+
+    return wrap
+
+
+def get_node_type(name: str, where: str = "") -> NodeType:
+    _ensure_node_types()
+    if name not in NODE_TYPES:
+        raise GraphError(
+            f"{where}: unknown node type {name!r}{did_you_mean(name, NODE_TYPES)}; "
+            f"expected one of {sorted(NODE_TYPES)}"
+        )
+    return NODE_TYPES[name]
+
+
+def _ensure_node_types() -> None:
+    from metamask.nodes import metamae  # noqa: F401  (registers adapt, reconstruct)
+
+
+# ----------------------------------------------------------------------------------------------
+# graph validation
+# ----------------------------------------------------------------------------------------------
+
+
+def validate_graph(graph: GraphSpec, source: str = "<spec>") -> list[str]:
+    """Check names, cycles and hypergradient paths; return the node names lowers-first."""
+    names = list(graph.nodes)
+    for kind, edges in (("u2l", graph.u2l), ("l2u", graph.l2u)):
+        for key, targets in edges.items():
+            for node in (key, *targets):
+                if node not in graph.nodes:
+                    raise GraphError(
+                        f"{source}: graph.{kind}.{key}: unknown node {node!r}"
+                        f"{did_you_mean(node, names)}; the graph's nodes are {names}"
+                    )
+            if key in targets:
+                raise GraphError(f"{source}: graph.{kind}.{key}: a node cannot be its own {kind} edge")
+    _find_cycle(graph.l2u, "l2u", source)
+    _find_cycle(graph.u2l, "u2l", source)
+    for upper, lowers in graph.u2l.items():
+        for lower in lowers:
+            if not _reaches(graph.l2u, lower, upper):
+                raise GraphError(
+                    f"{source}: graph.u2l.{upper}: '{upper}' differentiates through '{lower}', but "
+                    f"no l2u path leads from '{lower}' up to '{upper}' (add l2u: {{{lower}: [{upper}]}})"
+                )
+    return _order_lowers_first(names, graph.u2l)
+
+
+def _reaches(edges: Mapping[str, list[str]], src: str, dst: str) -> bool:
+    stack, seen = [src], set()
+    while stack:
+        node = stack.pop()
+        for nxt in edges.get(node, []):
+            if nxt == dst:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return False
+
+
+def _find_cycle(edges: Mapping[str, list[str]], kind: str, source: str) -> None:
+    for start in edges:
+        if _reaches(edges, start, start):
+            raise GraphError(f"{source}: graph.{kind}: the edges form a cycle through '{start}'")
+
+
+def _order_lowers_first(names: list[str], u2l: Mapping[str, list[str]]) -> list[str]:
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for lower in u2l.get(name, []):
+            visit(lower)
+        order.append(name)
+
+    for name in names:
+        visit(name)
+    return order
+
+
+def local_step_period(graph: GraphSpec, name: str) -> int:
+    """Engine iterations between two steps of node ``name`` (Betty's unroll semantics)."""
+    lowers = [lower for lower, uppers in graph.l2u.items() if name in uppers]
+    if not lowers:
+        return 1
+    return max(
+        local_step_period(graph, lower) * graph.nodes[lower].unroll_steps for lower in lowers
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# building
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BuildContext:
+    """What node builders share. One per run."""
+
+    spec: RunSpec
+    bundle: DataBundle
+    device: torch.device
+    source: str = "<spec>"
+    nodes: dict[str, Node] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    def options(self, cls: type[T], node: NodeSpec, name: str) -> T:
+        """The node's type-specific options, validated against ``cls``."""
+        return parse_dataclass(cls, dict(node.options), self.source, f"graph.nodes.{name}")
+
+    def mae(self) -> MaskedAutoencoder:
+        """The run's masked auto-encoder, built once and shared by every node that needs it."""
+        if "mae" not in self.shared:
+            self.shared["mae"] = MaskedAutoencoder(self.bundle.info, self.spec.model).to(self.device)
+        model: MaskedAutoencoder = self.shared["mae"]
+        return model
+
+    def lowers(self, name: str) -> list[Node]:
+        """The already-built nodes that ``name`` differentiates through (its u2l edges)."""
+        return [self.nodes[lower] for lower in self.spec.graph.u2l.get(name, [])]
+
+    def loader(self, dataset: Dataset, name: str, shuffle: bool = True) -> DataLoader:
+        """A seeded loader of ``data.batch_size``; the seed differs per node name."""
+        size = len(dataset)  # type: ignore[arg-type]
+        batch = self.spec.data.batch_size
+        if self.spec.data.drop_last and size < batch:
+            raise DataError(
+                f"{self.source}: data.batch_size {batch} exceeds the {size} examples node "
+                f"'{name}' trains on ({self.bundle.info.name}); lower data.batch_size"
+            )
+        generator = torch.Generator().manual_seed(self.spec.seed * 1000 + _stable_hash(name))
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            shuffle=shuffle,
+            drop_last=self.spec.data.drop_last,
+            generator=generator,
+        )
+
+    def expected_steps(self, name: str) -> int:
+        """How many local steps node ``name`` takes in the run (for schedules)."""
+        return max(1, self.spec.train.steps // local_step_period(self.spec.graph, name))
+
+    def optimizer(
+        self, module: torch.nn.Module, spec: OptimizerSpec, name: str
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+        """The node's optimizer over ``module`` and its schedule."""
+        return build_optimizer(module, spec, self.expected_steps(name))
+
+
+def build_optimizer(
+    module: torch.nn.Module, spec: OptimizerSpec, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """An optimizer with (optionally) no weight decay on biases, norms and tokens, and a schedule."""
+    decay, no_decay = [], []
+    for pname, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim <= 1 or pname.endswith(("cls_token", "mask_token"))
+        (no_decay if spec.no_decay_bias_norm and exempt else decay).append(param)
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    optimizer: torch.optim.Optimizer
+    if spec.type == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas)
+    elif spec.type == "adam":
+        optimizer = torch.optim.Adam(groups, lr=spec.lr, betas=spec.betas)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
+    if spec.schedule == "constant" and spec.warmup_steps == 0:
+        return optimizer, None
+    warmup, cosine = spec.warmup_steps, spec.schedule == "cosine"
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class GraphEngine(Engine):
+    """Betty's engine on an explicit device (Betty only knows "cpu", "gpu" or auto)."""
+
+    def __init__(self, problems: list[Node], dependencies: dict[str, Any], device: torch.device) -> None:
+        self._metamask_device = device
+        super().__init__(
+            problems=problems,
+            config=EngineConfig(train_iters=0, logger_type="none", strategy="default"),
+            dependencies=dependencies,
+        )
+
+    def configure_systems(self) -> dict[str, Any]:
+        dist_dict: dict[str, Any] = super().configure_systems()
+        self.device = self._metamask_device
+        return dist_dict
+
+
+@dataclass
+class Graph:
+    """A built optimization graph: the Betty engine and its nodes, by name."""
+
+    engine: GraphEngine
+    nodes: dict[str, Node]
+    context: BuildContext
+
+    def step(self) -> list[Node]:
+        """One engine iteration (every leaf steps once); returns the nodes that stepped."""
+        before = {name: node.local_step for name, node in self.nodes.items()}
+        self.engine.global_step += 1
+        self.engine.train_step()
+        return [node for name, node in self.nodes.items() if node.local_step != before[name]]
+
+    @property
+    def mae(self) -> MaskedAutoencoder:
+        return self.context.mae()
+
+    def train(self) -> None:
+        self.engine.train()
+
+    def eval(self) -> None:
+        self.engine.eval()
+
+
+def build_graph(spec: RunSpec, bundle: DataBundle, device: torch.device, source: str = "<spec>") -> Graph:
+    """Validate the spec's graph, build every node lowers-first and wire them into Betty."""
+    order = validate_graph(spec.graph, source)
+    context = BuildContext(spec, bundle, device, source)
+    for name in order:
+        node_spec = spec.graph.nodes[name]
+        node_type = get_node_type(node_spec.type, f"{source}: graph.nodes.{name}.type")
+        node = node_type.build(context, name, node_spec)
+        context.nodes[name] = node
+    problems = [context.nodes[name] for name in spec.graph.nodes]
+    dependencies = {
+        "u2l": {context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.u2l.items()},
+        "l2u": {context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.l2u.items()},
+    }
+    engine = GraphEngine(problems, dependencies, device)
+    return Graph(engine, {name: context.nodes[name] for name in spec.graph.nodes}, context)
+
+
+def node_names(nodes: Iterable[Node]) -> list[str]:
+    return [node.name for node in nodes]
+
+
+def _stable_hash(text: str) -> int:
+    return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 997

@@ -1,0 +1,71 @@
+"""MetaMAE's method math as pure functions (SPEC §2): the support set and the contrastive loss.
+
+The visible tokens are the support set, the masked tokens the query set. The support set is
+widened by "nearby-S" masked tokens next to a visible one, each kept with probability
+``s_ratio``. The task-contrastive loss aligns the amortized latent z0 with the adapted z1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def visible_neighbours(mask: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """(B, L) float: 1 where a position has a visible neighbour on the token grid.
+
+    1-D grids use the left/right neighbours, 2-D grids the 4-neighbourhood; the grid's edges
+    are padded with "masked" (no wrap-around).
+    """
+    visible = 1.0 - mask
+    if len(grid) == 1:
+        v = F.pad(visible, (1, 1))  # (B, L + 2)
+        near = torch.maximum(v[:, :-2], v[:, 2:])
+    elif len(grid) == 2:
+        v = F.pad(visible.reshape(-1, *grid), (1, 1, 1, 1))  # (B, H + 2, W + 2)
+        near = torch.stack(
+            [v[:, :-2, 1:-1], v[:, 2:, 1:-1], v[:, 1:-1, :-2], v[:, 1:-1, 2:]]
+        ).amax(dim=0)
+        near = near.reshape(mask.shape)
+    else:
+        raise ValueError(f"token grids are 1-D or 2-D, got {grid}")
+    return near
+
+
+def nearby_support(
+    mask: torch.Tensor,
+    grid: tuple[int, ...],
+    s_ratio: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Support weights (B, L): visible tokens, plus masked tokens next to a visible one w.p. s_ratio.
+
+    One uniform draw per position, as in the published code.
+    """
+    draw = torch.rand(mask.shape, device=mask.device, generator=generator) < s_ratio
+    nearby = mask * visible_neighbours(mask, grid) * draw
+    return (1.0 - mask) + nearby
+
+
+def task_contrastive_loss(
+    amortized: torch.Tensor, adapted: torch.Tensor, temperature: float = 0.5
+) -> torch.Tensor:
+    """Symmetric InfoNCE over 2B projected vectors; positives are a sample's two latents.
+
+    Args:
+        amortized: (B, d) projection of the pooled z0.
+        adapted: (B, d) projection of the pooled z1.
+        temperature: softmax temperature (0.5 in MetaMAE).
+    """
+    b = amortized.shape[0]
+    z = F.normalize(torch.cat([amortized, adapted]), dim=1)  # (2B, d)
+    logits = (z @ z.t()) / temperature
+    self_pairs = torch.eye(2 * b, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_pairs, float("-inf"))
+    positives = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
+    return F.cross_entropy(logits, positives)
+
+
+def pool_tokens(latent: torch.Tensor) -> torch.Tensor:
+    """Mean over the non-CLS tokens of a latent (B, 1 + K, D) -> (B, D)."""
+    return latent[:, 1:].mean(dim=1)

@@ -1,0 +1,92 @@
+"""The modality-agnostic masked auto-encoder (SPEC §1), readable top to bottom.
+
+Steps, each a method: ``embed`` (tokens + positions), ``encode`` (visible tokens -> latent),
+``decode`` (latent -> per-position predictions), ``token_losses`` (per-token reconstruction
+error), ``features`` (frozen representations for evaluation). Masks come in from outside as
+:class:`~metamask.models.masking.Masks`, so any masker plugs in. Knows nothing of Betty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metamask.config import ModelSpec
+from metamask.data.base import DatasetInfo
+from metamask.models.masking import Masks
+from metamask.models.tokenizers import TokenTokenizer, Tokenizer, build_tokenizer
+from metamask.models.transformer import Decoder, Encoder
+
+
+class MaskedAutoencoder(nn.Module):
+    """Tokenizer -> encoder (visible tokens) -> decoder (all positions)."""
+
+    def __init__(self, info: DatasetInfo, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.patch is not None:
+            info = dataclasses.replace(info, patch=tuple(spec.patch))  # re-checks the tiling
+        self.info = info
+        self.spec = spec
+        self.tokenizer: Tokenizer = build_tokenizer(info, spec.encoder.width)
+        self.encoder = Encoder(self.tokenizer.grid, spec.encoder)
+        # discrete tokens: the decoder predicts a D-wide vector, tied to the embedding table
+        out_dim = spec.encoder.width if self.tokenizer.discrete else self.tokenizer.target_dim
+        self.decoder = Decoder(self.tokenizer.grid, spec.encoder.width, spec.decoder, out_dim)
+
+    @property
+    def width(self) -> int:
+        return self.encoder.width
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return self.tokenizer.grid
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs -> positioned tokens (B, L, D): what maskers look at and the encoder eats."""
+        return self.tokenizer(x) + self.encoder.pos_embed
+
+    def encode(self, tokens: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
+        """Positioned tokens (B, L, D) -> latent (B, 1 + K, D) of the kept tokens (all if None)."""
+        return self.encoder(tokens, None if masks is None else masks.ids_keep)
+
+    def decode(self, latent: torch.Tensor, masks: Masks) -> torch.Tensor:
+        """Latent (B, 1 + K, D) -> predictions (B, L, target_dim) or logits (B, L, V)."""
+        out = self.decoder(latent, masks.ids_restore)
+        if isinstance(self.tokenizer, TokenTokenizer):
+            return self.tokenizer.logits(out)
+        return out
+
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction targets (B, L, P), per-token normalised when ``norm_pix`` is on."""
+        target = self.tokenizer.targets(x)
+        if self.spec.norm_pix and not self.tokenizer.discrete:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True, unbiased=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        return target
+
+    def token_losses(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-token loss (B, L): mean squared error over a token's values, or cross-entropy."""
+        if self.tokenizer.discrete:
+            return F.cross_entropy(pred.transpose(1, 2), target, reduction="none")
+        return (pred - target).pow(2).mean(dim=-1)
+
+    def features(
+        self, x: torch.Tensor, pool: Literal["global", "tokens", "cls"] = "global"
+    ) -> torch.Tensor:
+        """Frozen-encoder features on all tokens: global pool (B, D), per token (B, L, D) or CLS."""
+        latent = self.encode(self.embed(x))  # (B, 1 + L, D), already LayerNorm-ed
+        if pool == "global":
+            return latent[:, 1:].mean(dim=1)
+        if pool == "tokens":
+            return latent[:, 1:]
+        return latent[:, 0]
+
+
+def masked_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(losses * weights) / sum(weights): one mean over every selected token of the batch."""
+    return (losses * weights).sum() / weights.sum().clamp_min(1e-12)

@@ -1,0 +1,102 @@
+"""The MAE's Transformer halves: an encoder over visible tokens and a decoder over all positions.
+
+Both are stacks of timm's pre-norm ``Block``. Attention uses timm's fused kernel by default;
+:func:`twice_differentiable` switches a module's attention to the plain math path for the
+passes that MetaMAE differentiates twice (the fused CPU/flash kernels have no double backward).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from metamask.config import DecoderSpec, EncoderSpec
+from metamask.models.posembed import sincos_grid, with_cls_row
+
+
+@contextmanager
+def twice_differentiable(module: nn.Module) -> Iterator[None]:
+    """Within the block, every timm attention inside ``module`` uses the math path."""
+    attentions = [m for m in module.modules() if hasattr(m, "fused_attn")]
+    saved = [m.fused_attn for m in attentions]
+    for m in attentions:
+        m.fused_attn = False
+    try:
+        yield
+    finally:
+        for m, value in zip(attentions, saved, strict=True):
+            m.fused_attn = value
+
+
+def init_weights(module: nn.Module) -> None:
+    """Xavier-uniform linear weights, zero biases, unit LayerNorms (as MAE and MetaMAE)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class Encoder(nn.Module):
+    """CLS + (visible) tokens -> Transformer -> LayerNorm. Tokens arrive with positions added."""
+
+    def __init__(self, grid: tuple[int, ...], spec: EncoderSpec) -> None:
+        super().__init__()
+        self.width = spec.width
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, spec.width))
+        self.register_buffer("pos_embed", sincos_grid(spec.width, grid)[None], persistent=False)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.blocks = nn.Sequential(
+            *[
+                Block(spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False, proj_drop=spec.dropout)
+                for _ in range(spec.depth)
+            ]
+        )
+        self.norm = nn.LayerNorm(spec.width, eps=1e-6)
+        init_weights(self)
+        nn.init.normal_(self.cls_token, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, D) positioned tokens, optional (B, K) kept ids -> latent (B, 1 + K, D)."""
+        if ids_keep is not None:
+            index = ids_keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+            tokens = torch.gather(tokens, 1, index)  # (B, K, D)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        x = self.dropout(torch.cat([cls, tokens], dim=1))
+        return self.norm(self.blocks(x))
+
+
+class Decoder(nn.Module):
+    """Latent (B, 1+K, D) + mask tokens at the dropped positions -> (B, L, out_dim)."""
+
+    def __init__(self, grid: tuple[int, ...], enc_width: int, spec: DecoderSpec, out_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(enc_width, spec.width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.width))
+        pos = with_cls_row(sincos_grid(spec.width, grid))
+        self.register_buffer("pos_embed", pos[None], persistent=False)  # (1, 1+L, Dd)
+        self.blocks = nn.Sequential(
+            *[Block(spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False) for _ in range(spec.depth)]
+        )
+        self.norm = nn.LayerNorm(spec.width, eps=1e-6)
+        self.head = nn.Linear(spec.width, out_dim)
+        init_weights(self)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        x = self.embed(latent)  # (B, 1+K, Dd)
+        b, length = ids_restore.shape
+        fill = self.mask_token.expand(b, length + 1 - x.shape[1], -1)
+        seq = torch.cat([x[:, 1:], fill], dim=1)  # (B, L, Dd) in [kept..., masked...] order
+        index = ids_restore.unsqueeze(-1).expand(-1, -1, seq.shape[-1])
+        seq = torch.gather(seq, 1, index)  # (B, L, Dd) in position order
+        x = torch.cat([x[:, :1], seq], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 1:])  # (B, L, out_dim), CLS dropped

@@ -1,0 +1,1 @@
+"""Betty problem nodes: the base with metamask's fixes, and each method's nodes."""

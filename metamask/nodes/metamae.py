@@ -1,0 +1,268 @@
+"""MetaMAE as two Betty nodes (SPEC §2), and the plain MAE as the outer node alone.
+
+``Adapt`` (inner, lower): draws the batch, masks it, encodes the visible tokens into the
+amortized latent z0 and adapts it on the support set with a latent solver, producing z1 as a
+differentiable function of the encoder and decoder. It owns no parameters.
+
+``Reconstruct`` (outer, upper): reconstructs the masked tokens from z1 and adds
+``reg_weight`` x the task-contrastive loss between z0 and z1; its optimizer updates the
+encoder, the decoder and the projector. With no inner node it is the MAE baseline: it draws
+its own batch, masks at random and reconstructs from the unadapted latent.
+
+The two nodes share one batch through one explicit handle: the outer node reads the inner
+node's :class:`LatentTask`, never the data loader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from metamask.config import NodeSpec, OptimizerSpec
+from metamask.errors import GraphError
+from metamask.graph import BuildContext, register_node_type
+from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
+from metamask.metamae import nearby_support, pool_tokens, task_contrastive_loss
+from metamask.models.heads import Projector
+from metamask.models.mae import MaskedAutoencoder, masked_mean
+from metamask.models.masking import Masks, RandomMasker
+from metamask.models.transformer import twice_differentiable
+from metamask.nodes.base import Node
+
+Masker = Callable[[torch.Tensor], Masks]
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """Options of MetaMAE's inner node (YAML keys of an `adapt` node)."""
+
+    inner_lr: float = 0.1  # latent step size (the published training script uses 0.5 on PAMAP2)
+    inner_steps: int = 1  # gradient steps on the support loss
+    s_ratio: float = 0.1  # probability that a masked neighbour of a visible token joins the support
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """Options of the outer node (YAML keys of a `reconstruct` node)."""
+
+    reg_weight: float | None = None  # lambda of the task contrast; default 0.1 with an adapt node, else 0
+    temperature: float = 0.5  # InfoNCE temperature
+
+
+@dataclass
+class LatentTask:
+    """One batch's meta-learning task, as the inner node leaves it for the outer node."""
+
+    target: torch.Tensor  # (B, L, P) reconstruction targets or (B, L) token ids
+    masks: Masks  # which tokens the encoder saw
+    support: torch.Tensor  # (B, L) support weights: visible + nearby-S tokens
+    amortized: torch.Tensor  # z0: (B, 1 + K, D), the encoder's latent
+    adapted: torch.Tensor  # z1: (B, 1 + K, D), after the inner steps (in autograd's graph)
+
+
+class Adapt(Node):
+    """MetaMAE's inner loop: gradient-based adaptation of the encoder's latent on the support."""
+
+    hypergradient_in_graph = True
+
+    def __init__(
+        self,
+        name: str,
+        model: MaskedAutoencoder,
+        masker: Masker,
+        solver: LatentSolver,
+        options: AdaptOptions,
+        loader: Any,
+    ) -> None:
+        super().__init__(name, module=model, loader=loader, estimator=solver.name)
+        self.model = model
+        self.masker = masker
+        self.solver = solver
+        self.options = options
+        self._task: LatentTask | None = None
+
+    def trainable_parameters(self) -> list[torch.Tensor]:
+        return []  # the encoder and decoder belong to the outer node
+
+    @property
+    def task(self) -> LatentTask:
+        """The latest batch's task; the outer node's only way to see the batch."""
+        if self._task is None:
+            raise RuntimeError(f"node '{self.name}' has not stepped yet")
+        return self._task
+
+    def one_step_descent(self, batch: Any = None) -> dict[str, float]:
+        if batch is None:
+            self.cur_batch = self.get_batch()
+            batch = self.cur_batch
+        self._task, support_loss = self.solve(batch[0])
+        return self.record_metrics({"support": support_loss})
+
+    def solve(self, x: torch.Tensor) -> tuple[LatentTask, float]:
+        """Mask, encode and adapt one batch; returns the task and the support loss at z0."""
+        model = self.model
+        tokens = model.embed(x)  # (B, L, D)
+        masks = self.masker(tokens)
+        amortized = model.encode(tokens, masks)  # (B, 1 + K, D)
+        target = model.targets(x)
+        support = nearby_support(masks.mask, model.grid, self.options.s_ratio)
+        batch_size = x.shape[0]
+        first_loss: list[float] = []
+
+        def support_loss(latent: torch.Tensor) -> torch.Tensor:
+            if self.solver.second_order:
+                with twice_differentiable(model.decoder):
+                    pred = model.decode(latent, masks)
+            else:
+                pred = model.decode(latent, masks)
+            # pooled over every support token of the batch, x B: the step size acts per sample
+            loss = masked_mean(model.token_losses(pred, target), support) * batch_size
+            if not first_loss:
+                first_loss.append(float(loss.detach()) / batch_size)
+            return loss
+
+        adapted = self.solver(support_loss, amortized)
+        return LatentTask(target, masks, support, amortized, adapted), first_loss[0]
+
+    def training_step(self, batch: Any) -> torch.Tensor:
+        raise RuntimeError("Adapt has no training step: it solves a latent problem per batch")
+
+
+class OuterModule(nn.Module):
+    """What the outer node optimizes: the auto-encoder and (MetaMAE) the projector."""
+
+    def __init__(self, mae: MaskedAutoencoder, projector: nn.Module | None) -> None:
+        super().__init__()
+        self.mae = mae
+        self.projector = projector
+
+
+class Reconstruct(Node):
+    """Masked reconstruction from the adapted latent (+ task contrast), or plain MAE."""
+
+    def __init__(
+        self,
+        name: str,
+        module: OuterModule,
+        options: ReconstructOptions,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        inner: Adapt | None = None,
+        masker: Masker | None = None,
+        loader: Any = None,
+        unroll_steps: int = 1,
+    ) -> None:
+        if (inner is None) == (masker is None):
+            raise ValueError("Reconstruct takes either an inner Adapt node or a masker, not both")
+        if inner is not None and options.reg_weight > 0 and module.projector is None:
+            raise ValueError("a positive reg_weight needs a projector")
+        super().__init__(
+            name, module, optimizer, scheduler, loader=loader, unroll_steps=unroll_steps
+        )
+        self.outer = module
+        self.options = options
+        self.inner = inner
+        self.masker = masker
+
+    def get_batch(self) -> Any:
+        if self.inner is not None:
+            return self.inner.task
+        return super().get_batch()
+
+    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        mae = self.outer.mae
+        if isinstance(batch, LatentTask):
+            pred = mae.decode(batch.adapted, batch.masks)
+            rec = masked_mean(mae.token_losses(pred, batch.target), batch.masks.mask)
+            terms = {"reconstruction": rec}
+            if self.options.reg_weight > 0:
+                assert self.outer.projector is not None
+                contrast = task_contrastive_loss(
+                    self.outer.projector(pool_tokens(batch.amortized)),
+                    self.outer.projector(pool_tokens(batch.adapted)),
+                    self.options.temperature,
+                )
+                terms["contrastive"] = contrast
+                return {"loss": rec + self.options.reg_weight * contrast, **terms}
+            return {"loss": rec, **terms}
+        assert self.masker is not None
+        x = batch[0]
+        tokens = mae.embed(x)
+        masks = self.masker(tokens)
+        pred = mae.decode(mae.encode(tokens, masks), masks)
+        rec = masked_mean(mae.token_losses(pred, mae.targets(x)), masks.mask)
+        return {"loss": rec, "reconstruction": rec}
+
+
+# ----------------------------------------------------------------------------------------------
+# node types for specs
+# ----------------------------------------------------------------------------------------------
+
+
+@register_node_type("adapt", AdaptOptions, "MetaMAE inner loop: adapt the latent on the support")
+def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
+    options = ctx.options(AdaptOptions, spec, name)
+    if spec.optimizer is not None:
+        raise GraphError(
+            f"{ctx.source}: graph.nodes.{name}.optimizer: an adapt node owns no parameters "
+            "(the outer node updates the encoder and decoder)"
+        )
+    solver = get_latent_solver(
+        spec.hypergradient,
+        LatentSolverOptions(steps=options.inner_steps, lr=options.inner_lr),
+        ctx.source,
+        f"graph.nodes.{name}.hypergradient",
+    )
+    masker = RandomMasker(ctx.spec.model.mask_ratio)
+    loader = ctx.loader(ctx.bundle.pretrain_set, name)
+    return Adapt(name, ctx.mae(), masker, solver, options, loader)
+
+
+@register_node_type(
+    "reconstruct", ReconstructOptions, "masked reconstruction (MAE), from an adapted latent (MetaMAE)"
+)
+def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstruct:
+    options = ctx.options(ReconstructOptions, spec, name)
+    where = f"{ctx.source}: graph.nodes.{name}"
+    lowers = ctx.lowers(name)
+    inners = [node for node in lowers if isinstance(node, Adapt)]
+    if len(inners) > 1 or len(inners) != len(lowers):
+        raise GraphError(
+            f"{where}: a reconstruct node differentiates through at most one adapt node, "
+            f"got {[node.name for node in lowers]}"
+        )
+    inner = inners[0] if inners else None
+    if spec.hypergradient.type != "first_order" or spec.hypergradient.options:
+        raise GraphError(
+            f"{where}.hypergradient: reconstruct is the top node; it has no upper to "
+            "pass gradients to (set the estimator on the adapt node)"
+        )
+    reg_weight = options.reg_weight
+    if reg_weight is None:
+        reg_weight = 0.1 if inner is not None else 0.0
+    if inner is None and reg_weight > 0:
+        raise GraphError(f"{where}.reg_weight: the contrastive term needs an adapt node below")
+    options = dataclasses.replace(options, reg_weight=reg_weight)
+    mae = ctx.mae()
+    projector = Projector(mae.width).to(ctx.device) if reg_weight > 0 else None
+    module = OuterModule(mae, projector)
+    optimizer, scheduler = ctx.optimizer(module, spec.optimizer or OptimizerSpec(), name)
+    if inner is not None:
+        return Reconstruct(
+            name, module, options, optimizer, scheduler, inner=inner, unroll_steps=spec.unroll_steps
+        )
+    return Reconstruct(
+        name,
+        module,
+        options,
+        optimizer,
+        scheduler,
+        masker=RandomMasker(ctx.spec.model.mask_ratio),
+        loader=ctx.loader(ctx.bundle.pretrain_set, name),
+        unroll_steps=spec.unroll_steps,
+    )
