@@ -28,6 +28,12 @@ METRICS: tuple[str, ...] = (
     "token_accuracy",
 )
 
+# Per-token labels (metric token_accuracy) use this value at positions that must not be scored
+# (padding): the same value as torch's cross-entropy ``ignore_index`` default.
+IGNORE_LABEL = -100
+# The label of every example of an unlabelled dataset (``DatasetInfo.labelled`` False).
+NO_LABEL = -1
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -139,9 +145,7 @@ class DatasetEntry:
     source: str = "embedded"  # "embedded" (inside installed wheels) or "folder" (--data-root)
 
 
-def stratified_split(
-    y: np.ndarray, fractions: Sequence[float], seed: int
-) -> list[np.ndarray]:
+def stratified_split(y: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Split indices into parts of the given fractions, stratified by class when y is discrete.
 
     The last part takes the remainder. Each part's indices are sorted, so a split depends only

@@ -1,8 +1,9 @@
 """Real datasets shipped inside installed wheels: the offline defaults.
 
 BasicMotions (aeon's .ts files; smartwatch accel + gyro) stands in for DABS time series,
-sklearn digits (as 3x32x32) for natural images, sklearn breast_cancer for tabular rows.
-Continuous inputs are standardised with statistics of the training split only.
+JapaneseVowels (aeon; 12 LPC-cepstrum channels, 9 speakers) for speech features, sklearn digits
+(as 3x32x32) for natural images, sklearn breast_cancer and wine for tabular rows. Continuous
+inputs are standardised with statistics of the training split only.
 """
 
 from __future__ import annotations
@@ -18,48 +19,12 @@ from metamask.data.base import (
     DatasetInfo,
     LoadOptions,
     labels_to_int,
-    stratified_split,
 )
+from metamask.data.bundles import split_bundle
 from metamask.data.registry import register_dataset
 from metamask.data.ts_format import read_ts
 from metamask.data.wheels import missing_package_file, package_file
-
-TEST_FRACTION = 0.2  # for datasets that ship without an official test split
-
-
-def split_bundle(
-    info: DatasetInfo,
-    x: np.ndarray,
-    y: np.ndarray,
-    options: LoadOptions,
-    test: tuple[np.ndarray, np.ndarray] | None = None,
-    standardise: str | None = None,
-) -> DataBundle:
-    """Seeded stratified train/val(/test) splits of arrays, optionally standardised.
-
-    Args:
-        test: an official test split; when None, ``TEST_FRACTION`` of (x, y) becomes the test.
-        standardise: None, "feature" (per position, as for tabular columns) or "channel"
-            (per channel over time); statistics come from the training split alone.
-    """
-    if test is None:
-        rest, test_idx = stratified_split(y, [1 - TEST_FRACTION, TEST_FRACTION], options.seed)
-        test = (x[test_idx], y[test_idx])
-        x, y = x[rest], y[rest]
-    tr, va = stratified_split(y, [1 - options.val_fraction, options.val_fraction], options.seed + 1)
-    xs = {"train": x[tr], "val": x[va], "test": test[0]}
-    ys = {"train": y[tr], "val": y[va], "test": test[1]}
-    if standardise is not None:
-        axes = (0,) if standardise == "feature" else (0, 2)
-        mean = xs["train"].mean(axis=axes, keepdims=True)
-        std = xs["train"].std(axis=axes, keepdims=True) + 1e-6
-        xs = {k: (v - mean) / std for k, v in xs.items()}
-    tensors = {
-        k: ArrayDataset(torch.as_tensor(xs[k], dtype=torch.float32), torch.as_tensor(ys[k]))
-        for k in xs
-    }
-    return DataBundle(info, tensors["train"], tensors["val"], tensors["test"])
-
+from metamask.errors import DataError
 
 # ----------------------------------------------------------------------------------------------
 # BasicMotions: time series (6 channels x 100 steps, 4 activities)
@@ -83,7 +48,7 @@ def _load_basicmotions(options: LoadOptions) -> DataBundle:
     for split in ("TRAIN", "TEST"):
         series, labels, _ = read_ts(package_file("aeon", _BM.format(split)))
         parts[split] = (np.stack(series), [label.lower() for label in labels])
-    ids, names = labels_to_int(parts["TRAIN"][1] + parts["TEST"][1])
+    ids, _ = labels_to_int(parts["TRAIN"][1] + parts["TEST"][1])
     n_train = len(parts["TRAIN"][1])
     return split_bundle(
         BASICMOTIONS,
@@ -163,3 +128,94 @@ def _load_breast_cancer(options: LoadOptions) -> DataBundle:
 
 
 register_dataset(DatasetEntry(BREAST_CANCER, _load_breast_cancer))
+
+# ----------------------------------------------------------------------------------------------
+# sklearn wine: tabular, multi-class (13 standardised features -> 13 tokens, 3 cultivars)
+# ----------------------------------------------------------------------------------------------
+
+WINE = DatasetInfo(
+    name="wine",
+    modality="signal1d",
+    input_shape=(1, 13),
+    patch=(1,),
+    num_classes=3,
+    metric="accuracy",
+    domain="tabular",
+    description="sklearn wine: 178 wines x 13 chemical measurements, 3 cultivars",
+)
+
+
+def _load_wine(options: LoadOptions) -> DataBundle:
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    x = data.data.astype(np.float32)[:, None, :]  # (N, 1, 13): each feature is a token
+    return split_bundle(WINE, x, data.target.astype(np.int64), options, standardise="feature")
+
+
+register_dataset(DatasetEntry(WINE, _load_wine))
+
+# ----------------------------------------------------------------------------------------------
+# JapaneseVowels: speech features (12 LPC cepstrum channels x 7-29 frames -> padded to 32)
+# ----------------------------------------------------------------------------------------------
+
+JV_FRAMES = 32  # the longest utterance has 29 frames; 32 = 8 tokens of patch 4
+
+JAPANESE_VOWELS = DatasetInfo(
+    name="japanese_vowels",
+    modality="signal1d",
+    input_shape=(12, JV_FRAMES),
+    patch=(4,),
+    num_classes=9,
+    metric="accuracy",
+    domain="speech",
+    description="aeon JapaneseVowels: 12 LPC cepstra x 7-29 frames of /ae/, 9 speakers (270+370), "
+    "zero-padded to 32 frames",
+)
+_JV = "datasets/data/JapaneseVowels/JapaneseVowels_{}.ts"
+
+
+def pad_series(series: list[np.ndarray], length: int) -> np.ndarray:
+    """Stack variable-length (C, T) series into (N, C, length), NaN after each series' end.
+
+    Why pad and not resample: resampling (as in aeon's ``_eq`` files) time-warps each utterance,
+    changing its speaking rate; padding keeps every frame as recorded. Longer series are an error
+    (nothing is cropped silently).
+    """
+    longest = max(s.shape[1] for s in series)
+    if longest > length:
+        raise DataError(f"a series has {longest} steps, more than the padded length {length}")
+    out = np.full((len(series), series[0].shape[0], length), np.nan, dtype=np.float32)
+    for i, s in enumerate(series):
+        out[i, :, : s.shape[1]] = s
+    return out
+
+
+def _load_japanese_vowels(options: LoadOptions) -> DataBundle:
+    parts = {}
+    for split in ("TRAIN", "TEST"):
+        series, labels, _ = read_ts(package_file("aeon", _JV.format(split)))
+        parts[split] = (pad_series(series, JV_FRAMES), list(labels))
+    ids, _ = labels_to_int(parts["TRAIN"][1] + parts["TEST"][1])
+    n_train = len(parts["TRAIN"][1])
+    bundle = split_bundle(
+        JAPANESE_VOWELS,
+        parts["TRAIN"][0],
+        ids[:n_train],
+        options,
+        test=(parts["TEST"][0], ids[n_train:]),
+        standardise="channel",  # NaN padding is ignored by the statistics ...
+    )
+    for subset in (bundle.train, bundle.val, bundle.test):
+        assert isinstance(subset, ArrayDataset)
+        subset.x = torch.nan_to_num(subset.x, nan=0.0)  # ... and becomes 0 = the channel mean
+    return bundle
+
+
+register_dataset(
+    DatasetEntry(
+        JAPANESE_VOWELS,
+        _load_japanese_vowels,
+        requires=lambda o: missing_package_file("aeon", _JV.format("TRAIN")),
+    )
+)

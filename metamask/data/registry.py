@@ -59,4 +59,10 @@ def _check_bundle(bundle: DataBundle) -> None:
 
 def _ensure_loaded() -> None:
     # importing the modules registers their datasets
-    from metamask.data import embedded  # noqa: F401
+    from metamask.data import (  # noqa: F401
+        embedded,
+        embedded_keel,
+        embedded_sequences,
+        embedded_speech,
+        embedded_wafer,
+    )
