@@ -38,15 +38,19 @@ def datasets_with_specs() -> list[str]:
     """Labelled embedded datasets for which both specs exist."""
     names = []
     for name, entry in sorted(all_datasets().items()):
-        if entry.source == "embedded" and entry.info.labelled:
-            if all(spec_path(m, name).is_file() for m in METHODS):
-                names.append(name)
+        labelled = entry.source == "embedded" and entry.info.labelled
+        if labelled and all(spec_path(m, name).is_file() for m in METHODS):
+            names.append(name)
     return names
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="basicmotions", help="a dataset name, or 'all' (embedded)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", default="basicmotions", help="a dataset name, or 'all' (embedded)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=None, help="override train.steps")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
@@ -75,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                     if not path.is_file():
                         raise MetamaskError(f"{path}: no spec for {method} on {dataset}")
                     spec = load_spec(path, [*overrides, f"seed={seed}"])
-                    console.print(f"[bold]{dataset}[/] {method} seed {seed}: {spec.train.steps} steps")
+                    console.print(
+                        f"[bold]{dataset}[/] {method} seed {seed}: {spec.train.steps} steps"
+                    )
                     out = args.out / dataset / method / f"seed{seed}"
                     result = run_spec(spec, out, source=str(path), progress=not args.quiet)
                     r = result.results

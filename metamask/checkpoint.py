@@ -49,7 +49,11 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON."""
     text = json.dumps(data, indent=2, default=_json_default) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(text.encode())
+
+    atomic_write(path, write)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -74,7 +78,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def rng_state() -> dict[str, Any]:
     """torch (CPU and CUDA), numpy and python RNG states as checkpoint-safe data."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
@@ -95,7 +99,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     npd = state["numpy"]
     np.random.set_state(
-        ("MT19937", npd["keys"].numpy().astype(np.uint32), npd["pos"], npd["has_gauss"], npd["cached_gaussian"])
+        (
+            "MT19937",
+            npd["keys"].numpy().astype(np.uint32),
+            npd["pos"],
+            npd["has_gauss"],
+            npd["cached_gaussian"],
+        )
     )
     random.setstate(_to_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():

@@ -19,7 +19,8 @@ from metamask.errors import MetamaskError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="metamask", description="Meta-learned masked auto-encoders as Betty optimization graphs."
+        prog="metamask",
+        description="Meta-learned masked auto-encoders as Betty optimization graphs.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,9 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="pretrain a spec's graph and evaluate it")
     run.add_argument("spec", type=Path, help="YAML spec, e.g. problems/metamae-basicmotions.yaml")
     _add_overrides(run)
-    run.add_argument("--out", type=Path, default=None, help="run folder (default runs/<name>/<time>)")
-    run.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides train.device)")
-    run.add_argument("--data-root", default=None, help="folder of real DABS data (overrides data.data_root)")
+    run.add_argument(
+        "--out", type=Path, default=None, help="run folder (default runs/<name>/<time>)"
+    )
+    run.add_argument(
+        "--device", default=None, help="auto | cpu | cuda | cuda:N (overrides train.device)"
+    )
+    run.add_argument(
+        "--data-root", default=None, help="folder of real DABS data (overrides data.data_root)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     show = sub.add_parser("show", help="print a spec's graph: nodes, edges, estimator per node")
@@ -64,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MetamaskError as exc:
         if args.debug:
             raise
-        Console(stderr=True).print(f"[bold red]metamask: error:[/] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(
+            f"[bold red]metamask: error:[/] {exc}", highlight=False, soft_wrap=True
+        )
         return exc.exit_code
     except KeyboardInterrupt:
         Console(stderr=True).print("metamask: interrupted")
@@ -117,7 +126,8 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         f"{info.patch} -> {info.num_tokens} tokens; {info.num_classes} classes; {info.metric})"
     )
     console.print(
-        f"model: {spec.model.backbone} backbone, encoder {enc.width}x{enc.depth} ({enc.heads} heads), "
+        f"model: {spec.model.backbone} backbone, "
+        f"encoder {enc.width}x{enc.depth} ({enc.heads} heads), "
         f"decoder {dec.width}x{dec.depth} ({dec.heads} heads), mask ratio {spec.model.mask_ratio}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters"
     )

@@ -189,7 +189,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` in a raw spec dict; the value is parsed as YAML (``1e-3``, ``[1, 2]``)."""
+    """Set ``a.b.c=value`` in a raw spec dict; the value is parsed as YAML (``1e-3``, ``[1]``)."""
     if "=" not in item:
         raise ConfigError(f"--set {item}: expected key.path=value")
     key, _, text = item.partition("=")
@@ -213,17 +213,17 @@ NODE_COMMON_KEYS = ("type", "unroll_steps", "optimizer", "hypergradient")
 
 def spec_from_dict(raw: Mapping[str, Any], source: str = "<spec>") -> RunSpec:
     """Validate a raw spec mapping (as read from YAML) into a :class:`RunSpec`."""
-    raw = copy.deepcopy(dict(raw))
-    model = raw.get("model", {})
+    data: dict[str, Any] = copy.deepcopy(dict(raw))
+    model = data.get("model", {})
     if isinstance(model, dict):
-        raw["model"] = _apply_backbone(model, source)
-    graph = raw.get("graph")
+        data["model"] = _apply_backbone(model, source)
+    graph = data.get("graph")
     if isinstance(graph, dict) and isinstance(graph.get("nodes"), dict):
         graph["nodes"] = {
             name: _split_node(node, f"graph.nodes.{name}", source)
             for name, node in graph["nodes"].items()
         }
-    return parse_dataclass(RunSpec, raw, source=source)
+    return parse_dataclass(RunSpec, data, source=source)
 
 
 def _apply_backbone(model: dict[str, Any], source: str) -> dict[str, Any]:
@@ -259,7 +259,8 @@ def _split_node(node: Any, where: str, source: str) -> Any:
         }
     elif estimator is not None:
         raise ConfigError(
-            f"{source}: {where}.hypergradient: expected a mapping with 'type', got {_kind(estimator)}"
+            f"{source}: {where}.hypergradient: expected a mapping with 'type', "
+            f"got {_kind(estimator)}"
         )
     return {**common, "options": options}
 
@@ -341,7 +342,10 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
             raise ConfigError(
                 f"{source}: {where}: expected a list of {len(args)} values, got {value!r}"
             )
-        return tuple(_convert(a, v, source, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        return tuple(
+            _convert(a, v, source, f"{where}[{i}]")
+            for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {where}: expected true or false, got {value!r}")
@@ -367,7 +371,7 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
 
 
 def spec_to_dict(spec: Any) -> Any:
-    """A JSON/YAML-ready view of a spec (dataclasses, mappings and tuples turned into plain data)."""
+    """A JSON/YAML-ready view of a spec: dataclasses, mappings and tuples as plain data."""
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
         return {f.name: spec_to_dict(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
     if isinstance(spec, Mapping):

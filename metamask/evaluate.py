@@ -62,7 +62,9 @@ def extract_features(
 def probe_loss(info: DatasetInfo, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The probe's training loss for the dataset's task."""
     if info.metric == "token_accuracy":
-        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1).long(), ignore_index=IGNORE)
+        return F.cross_entropy(
+            out.reshape(-1, out.shape[-1]), y.reshape(-1).long(), ignore_index=IGNORE
+        )
     if info.num_classes == 0:
         return F.mse_loss(out.squeeze(-1), y.float())
     if info.num_classes == 2:
@@ -96,13 +98,19 @@ def linear_probe(
     """Train a linear head on frozen features; select the epoch on validation; score test there."""
     info = bundle.info
     pool = "tokens" if info.metric == "token_accuracy" else "global"
-    splits = {name: extract_features(model, getattr(bundle, name), device, pool) for name in ("train", "val", "test")}
+    splits = {
+        name: extract_features(model, getattr(bundle, name), device, pool)
+        for name in ("train", "val", "test")
+    }
     generator = torch.Generator().manual_seed(seed)
     head = linear_head(splits["train"][0].shape[-1], info.num_classes)
     _init_head(head, generator)
     optimizer = torch.optim.Adam(head.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     loader = DataLoader(
-        TensorDataset(*splits["train"]), batch_size=spec.batch_size, shuffle=True, generator=generator
+        TensorDataset(*splits["train"]),
+        batch_size=spec.batch_size,
+        shuffle=True,
+        generator=generator,
     )
     curve: list[dict[str, float]] = []
     for _ in range(spec.epochs):

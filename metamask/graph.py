@@ -96,7 +96,9 @@ def validate_graph(graph: GraphSpec, source: str = "<spec>") -> list[str]:
                         f"{did_you_mean(node, names)}; the graph's nodes are {names}"
                     )
             if key in targets:
-                raise GraphError(f"{source}: graph.{kind}.{key}: a node cannot be its own {kind} edge")
+                raise GraphError(
+                    f"{source}: graph.{kind}.{key}: a node cannot be its own {kind} edge"
+                )
     _find_cycle(graph.l2u, "l2u", source)
     _find_cycle(graph.u2l, "u2l", source)
     for upper, lowers in graph.u2l.items():
@@ -104,7 +106,8 @@ def validate_graph(graph: GraphSpec, source: str = "<spec>") -> list[str]:
             if not _reaches(graph.l2u, lower, upper):
                 raise GraphError(
                     f"{source}: graph.u2l.{upper}: '{upper}' differentiates through '{lower}', but "
-                    f"no l2u path leads from '{lower}' up to '{upper}' (add l2u: {{{lower}: [{upper}]}})"
+                    f"no l2u path leads from '{lower}' up to '{upper}' "
+                    f"(add l2u: {{{lower}: [{upper}]}})"
                 )
     return _order_lowers_first(names, graph.u2l)
 
@@ -176,7 +179,9 @@ class BuildContext:
     def mae(self) -> MaskedAutoencoder:
         """The run's masked auto-encoder, built once and shared by every node that needs it."""
         if "mae" not in self.shared:
-            self.shared["mae"] = MaskedAutoencoder(self.bundle.info, self.spec.model).to(self.device)
+            self.shared["mae"] = MaskedAutoencoder(self.bundle.info, self.spec.model).to(
+                self.device
+            )
         model: MaskedAutoencoder = self.shared["mae"]
         return model
 
@@ -216,8 +221,9 @@ class BuildContext:
 def build_optimizer(
     module: torch.nn.Module, spec: OptimizerSpec, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """An optimizer with (optionally) no weight decay on biases, norms and tokens, and a schedule."""
-    decay, no_decay = [], []
+    """An optimizer (optionally without weight decay on biases, norms, tokens) and a schedule."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for pname, param in module.named_parameters():
         if not param.requires_grad:
             continue
@@ -251,7 +257,9 @@ def build_optimizer(
 class GraphEngine(Engine):
     """Betty's engine on an explicit device (Betty only knows "cpu", "gpu" or auto)."""
 
-    def __init__(self, problems: list[Node], dependencies: dict[str, Any], device: torch.device) -> None:
+    def __init__(
+        self, problems: list[Node], dependencies: dict[str, Any], device: torch.device
+    ) -> None:
         self._metamask_device = device
         super().__init__(
             problems=problems,
@@ -291,7 +299,9 @@ class Graph:
         self.engine.eval()
 
 
-def build_graph(spec: RunSpec, bundle: DataBundle, device: torch.device, source: str = "<spec>") -> Graph:
+def build_graph(
+    spec: RunSpec, bundle: DataBundle, device: torch.device, source: str = "<spec>"
+) -> Graph:
     """Validate the spec's graph, build every node lowers-first and wire them into Betty."""
     order = validate_graph(spec.graph, source)
     context = BuildContext(spec, bundle, device, source)
@@ -302,8 +312,12 @@ def build_graph(spec: RunSpec, bundle: DataBundle, device: torch.device, source:
         context.nodes[name] = node
     problems = [context.nodes[name] for name in spec.graph.nodes]
     dependencies = {
-        "u2l": {context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.u2l.items()},
-        "l2u": {context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.l2u.items()},
+        "u2l": {
+            context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.u2l.items()
+        },
+        "l2u": {
+            context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.l2u.items()
+        },
     }
     engine = GraphEngine(problems, dependencies, device)
     return Graph(engine, {name: context.nodes[name] for name in spec.graph.nodes}, context)

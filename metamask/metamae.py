@@ -23,9 +23,9 @@ def visible_neighbours(mask: torch.Tensor, grid: tuple[int, ...]) -> torch.Tenso
         near = torch.maximum(v[:, :-2], v[:, 2:])
     elif len(grid) == 2:
         v = F.pad(visible.reshape(-1, *grid), (1, 1, 1, 1))  # (B, H + 2, W + 2)
-        near = torch.stack(
-            [v[:, :-2, 1:-1], v[:, 2:, 1:-1], v[:, 1:-1, :-2], v[:, 1:-1, 2:]]
-        ).amax(dim=0)
+        near = torch.stack([v[:, :-2, 1:-1], v[:, 2:, 1:-1], v[:, 1:-1, :-2], v[:, 1:-1, 2:]]).amax(
+            dim=0
+        )
         near = near.reshape(mask.shape)
     else:
         raise ValueError(f"token grids are 1-D or 2-D, got {grid}")
@@ -38,7 +38,7 @@ def nearby_support(
     s_ratio: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Support weights (B, L): visible tokens, plus masked tokens next to a visible one w.p. s_ratio.
+    """Support weights (B, L): visible tokens, plus masked neighbours of one w.p. ``s_ratio``.
 
     One uniform draw per position, as in the published code.
     """

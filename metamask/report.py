@@ -19,16 +19,22 @@ def graph_table(spec: RunSpec) -> Table:
     uppers = {u for ups in graph.l2u.values() for u in ups}
     table = Table(title=f"{spec.name}: optimization graph", title_justify="left")
     for column in ("node", "type", "role", "estimator", "optimizer", "unroll", "steps every"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("node", "type"))
     for name, node in graph.nodes.items():
         role = "leaf" if name not in uppers else "upper"
         estimator = node.hypergradient.type if graph.l2u.get(name) else "-"
         if node.hypergradient.options and graph.l2u.get(name):
             estimator += " " + ", ".join(f"{k}={v}" for k, v in node.hypergradient.options.items())
         opt = node.optimizer
-        optimizer = "-" if opt is None else f"{opt.type} lr={opt.lr:g} wd={opt.weight_decay:g} {opt.schedule}"
+        optimizer = (
+            "-"
+            if opt is None
+            else f"{opt.type} lr={opt.lr:g} wd={opt.weight_decay:g} {opt.schedule}"
+        )
         period = local_step_period(graph, name)
-        table.add_row(name, node.type, role, estimator, optimizer, str(node.unroll_steps), f"{period} it.")
+        table.add_row(
+            name, node.type, role, estimator, optimizer, str(node.unroll_steps), f"{period} it."
+        )
     return table
 
 
@@ -37,14 +43,28 @@ def edge_lines(spec: RunSpec) -> list[str]:
     graph = spec.graph
     u2l = ", ".join(f"{u} -> {lo}" for u, los in graph.u2l.items() for lo in los) or "none"
     l2u = ", ".join(f"{lo} -> {u}" for lo, ups in graph.l2u.items() for u in ups) or "none"
-    return [f"upper-to-lower (hypergradient paths): {u2l}", f"lower-to-upper (execution order): {l2u}"]
+    return [
+        f"upper-to-lower (hypergradient paths): {u2l}",
+        f"lower-to-upper (execution order): {l2u}",
+    ]
 
 
 def datasets_table(entries: Mapping[str, DatasetEntry], options: LoadOptions) -> Table:
     """Every registered dataset with its facts and whether it can load here."""
     table = Table(title="metamask datasets", title_justify="left")
-    for column in ("name", "domain", "modality", "input", "patch", "tokens", "classes", "metric", "source", "available"):
-        table.add_column(column)
+    for column in (
+        "name",
+        "domain",
+        "modality",
+        "input",
+        "patch",
+        "tokens",
+        "classes",
+        "metric",
+        "source",
+        "available",
+    ):
+        table.add_column(column, no_wrap=column == "name")
     for name, entry in sorted(entries.items()):
         info = entry.info
         reason = entry.requires(options)
@@ -70,8 +90,8 @@ def results_table(rows: Iterable[Mapping[str, Any]], title: str, columns: Iterab
     """A table of result rows (dicts) with the given columns; floats shown to 4 digits."""
     table = Table(title=title, title_justify="left")
     columns = list(columns)
-    for column in columns:
-        table.add_column(column)
+    for i, column in enumerate(columns):
+        table.add_column(column, no_wrap=i < 2)
     for row in rows:
         table.add_row(*[_fmt(row.get(c)) for c in columns])
     return table

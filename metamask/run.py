@@ -41,7 +41,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"train.device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+        raise ConfigError(
+            f"train.device: {name!r} is not a device (auto, cpu, cuda, cuda:N)"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available here")
     return device
@@ -66,7 +68,9 @@ def run_spec(
         torch.set_num_threads(spec.train.threads)
     device = resolve_device(spec.train.device)
     seed_everything(spec.seed)
-    options = LoadOptions(seed=spec.seed, val_fraction=spec.data.val_fraction, data_root=spec.data.data_root)
+    options = LoadOptions(
+        seed=spec.seed, val_fraction=spec.data.val_fraction, data_root=spec.data.data_root
+    )
     bundle = load_dataset(spec.data.dataset, options)
     graph = build_graph(spec, bundle, device, source)
     summary = Trainer(graph, spec, out_dir, console, progress).run()

@@ -132,7 +132,12 @@ class Trainer:
 
     def _checkpoint_due(self) -> bool:
         every = self.spec.train.checkpoint_every
-        return self.out_dir is not None and every > 0 and self.step % every == 0 and self.step < self.spec.train.steps
+        return (
+            self.out_dir is not None
+            and every > 0
+            and self.step % every == 0
+            and self.step < self.spec.train.steps
+        )
 
     # -- logging ---------------------------------------------------------------------------------
 
@@ -140,7 +145,7 @@ class Trainer:
         if self.out_dir is None:
             return None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.out_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in run)
+        return open(self.out_dir / "metrics.jsonl", "a")
 
     def _log(
         self,

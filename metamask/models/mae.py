@@ -18,7 +18,7 @@ from torch import nn
 from metamask.config import ModelSpec
 from metamask.data.base import DatasetInfo
 from metamask.models.masking import Masks
-from metamask.models.tokenizers import TokenTokenizer, Tokenizer, build_tokenizer
+from metamask.models.tokenizers import Tokenizer, TokenTokenizer, build_tokenizer
 from metamask.models.transformer import Decoder, Encoder
 
 

@@ -55,7 +55,8 @@ class SignalTokenizer(Tokenizer):
         self.target_dim = patch * channels
         self.proj = nn.Conv1d(channels, width, kernel_size=patch, stride=patch)
         nn.init.xavier_uniform_(self.proj.weight.view(width, -1))
-        nn.init.zeros_(self.proj.bias)
+        if self.proj.bias is not None:
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -70,7 +71,9 @@ class SignalTokenizer(Tokenizer):
 class ImageTokenizer(Tokenizer):
     """(B, C, H, W) -> (B, (H/p)(W/q), D), row-major. Targets per token are ordered (p, q, C)."""
 
-    def __init__(self, channels: int, height: int, width_px: int, patch: tuple[int, int], width: int) -> None:
+    def __init__(
+        self, channels: int, height: int, width_px: int, patch: tuple[int, int], width: int
+    ) -> None:
         super().__init__()
         self.input_shape = (channels, height, width_px)
         self.patch = patch
@@ -78,7 +81,8 @@ class ImageTokenizer(Tokenizer):
         self.target_dim = patch[0] * patch[1] * channels
         self.proj = nn.Conv2d(channels, width, kernel_size=patch, stride=patch)
         nn.init.xavier_uniform_(self.proj.weight.view(width, -1))
-        nn.init.zeros_(self.proj.bias)
+        if self.proj.bias is not None:
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

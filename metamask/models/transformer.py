@@ -24,12 +24,12 @@ def twice_differentiable(module: nn.Module) -> Iterator[None]:
     attentions = [m for m in module.modules() if hasattr(m, "fused_attn")]
     saved = [m.fused_attn for m in attentions]
     for m in attentions:
-        m.fused_attn = False
+        setattr(m, "fused_attn", False)  # noqa: B010 (a timm attribute, typed as Module here)
     try:
         yield
     finally:
         for m, value in zip(attentions, saved, strict=True):
-            m.fused_attn = value
+            setattr(m, "fused_attn", value)  # noqa: B010
 
 
 def init_weights(module: nn.Module) -> None:
@@ -47,6 +47,8 @@ def init_weights(module: nn.Module) -> None:
 class Encoder(nn.Module):
     """CLS + (visible) tokens -> Transformer -> LayerNorm. Tokens arrive with positions added."""
 
+    pos_embed: torch.Tensor  # (1, L, D) fixed sin-cos positions, a buffer
+
     def __init__(self, grid: tuple[int, ...], spec: EncoderSpec) -> None:
         super().__init__()
         self.width = spec.width
@@ -55,7 +57,9 @@ class Encoder(nn.Module):
         self.dropout = nn.Dropout(spec.dropout)
         self.blocks = nn.Sequential(
             *[
-                Block(spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False, proj_drop=spec.dropout)
+                Block(
+                    spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False, proj_drop=spec.dropout
+                )
                 for _ in range(spec.depth)
             ]
         )
@@ -76,14 +80,21 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent (B, 1+K, D) + mask tokens at the dropped positions -> (B, L, out_dim)."""
 
-    def __init__(self, grid: tuple[int, ...], enc_width: int, spec: DecoderSpec, out_dim: int) -> None:
+    pos_embed: torch.Tensor  # (1, 1 + L, D_dec) fixed sin-cos positions (CLS row zero), a buffer
+
+    def __init__(
+        self, grid: tuple[int, ...], enc_width: int, spec: DecoderSpec, out_dim: int
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(enc_width, spec.width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.width))
         pos = with_cls_row(sincos_grid(spec.width, grid))
         self.register_buffer("pos_embed", pos[None], persistent=False)  # (1, 1+L, Dd)
         self.blocks = nn.Sequential(
-            *[Block(spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False) for _ in range(spec.depth)]
+            *[
+                Block(spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False)
+                for _ in range(spec.depth)
+            ]
         )
         self.norm = nn.LayerNorm(spec.width, eps=1e-6)
         self.head = nn.Linear(spec.width, out_dim)

@@ -126,7 +126,11 @@ class Node(ImplicitProblem):
         norm = float(torch.nn.utils.get_total_norm(grads))
         if not math.isfinite(norm):
             bad = next(
-                (i for i, p in enumerate(params) if p.grad is not None and not p.grad.isfinite().all()),
+                (
+                    i
+                    for i, p in enumerate(params)
+                    if p.grad is not None and not p.grad.isfinite().all()
+                ),
                 -1,
             )
             raise NonFiniteError(

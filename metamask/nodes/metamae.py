@@ -50,7 +50,9 @@ class AdaptOptions:
 class ReconstructOptions:
     """Options of the outer node (YAML keys of a `reconstruct` node)."""
 
-    reg_weight: float | None = None  # lambda of the task contrast; default 0.1 with an adapt node, else 0
+    reg_weight: float | None = (
+        None  # lambda of the task contrast; default 0.1 with an adapt node, else 0
+    )
     temperature: float = 0.5  # InfoNCE temperature
 
 
@@ -159,7 +161,8 @@ class Reconstruct(Node):
     ) -> None:
         if (inner is None) == (masker is None):
             raise ValueError("Reconstruct takes either an inner Adapt node or a masker, not both")
-        if inner is not None and options.reg_weight > 0 and module.projector is None:
+        self.reg_weight = float(options.reg_weight or 0.0)
+        if inner is not None and self.reg_weight > 0 and module.projector is None:
             raise ValueError("a positive reg_weight needs a projector")
         super().__init__(
             name, module, optimizer, scheduler, loader=loader, unroll_steps=unroll_steps
@@ -180,7 +183,7 @@ class Reconstruct(Node):
             pred = mae.decode(batch.adapted, batch.masks)
             rec = masked_mean(mae.token_losses(pred, batch.target), batch.masks.mask)
             terms = {"reconstruction": rec}
-            if self.options.reg_weight > 0:
+            if self.reg_weight > 0:
                 assert self.outer.projector is not None
                 contrast = task_contrastive_loss(
                     self.outer.projector(pool_tokens(batch.amortized)),
@@ -188,7 +191,7 @@ class Reconstruct(Node):
                     self.options.temperature,
                 )
                 terms["contrastive"] = contrast
-                return {"loss": rec + self.options.reg_weight * contrast, **terms}
+                return {"loss": rec + self.reg_weight * contrast, **terms}
             return {"loss": rec, **terms}
         assert self.masker is not None
         x = batch[0]
@@ -224,7 +227,9 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
 
 
 @register_node_type(
-    "reconstruct", ReconstructOptions, "masked reconstruction (MAE), from an adapted latent (MetaMAE)"
+    "reconstruct",
+    ReconstructOptions,
+    "masked reconstruction (MAE), from an adapted latent (MetaMAE)",
 )
 def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstruct:
     options = ctx.options(ReconstructOptions, spec, name)
@@ -242,9 +247,9 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
             f"{where}.hypergradient: reconstruct is the top node; it has no upper to "
             "pass gradients to (set the estimator on the adapt node)"
         )
-    reg_weight = options.reg_weight
-    if reg_weight is None:
-        reg_weight = 0.1 if inner is not None else 0.0
+    reg_weight: float = (
+        options.reg_weight if options.reg_weight is not None else (0.1 if inner else 0.0)
+    )
     if inner is None and reg_weight > 0:
         raise GraphError(f"{where}.reg_weight: the contrastive term needs an adapt node below")
     options = dataclasses.replace(options, reg_weight=reg_weight)

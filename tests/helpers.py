@@ -1,0 +1,72 @@
+"""Shared test helpers: tiny synthetic datasets of every modality and tiny graph specs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from metamask.config import RunSpec, spec_from_dict
+from metamask.data.base import ArrayDataset, DataBundle, DatasetInfo
+
+TINY_INFOS = {
+    "signal1d": DatasetInfo("tiny1d", "signal1d", (3, 16), (2,), 3, "accuracy"),
+    "image2d": DatasetInfo("tiny2d", "image2d", (3, 8, 8), (2, 2), 3, "accuracy"),
+    "tokens": DatasetInfo("tinytok", "tokens", (12,), (1,), 3, "accuracy", vocab_size=5),
+}
+
+
+def tiny_bundle(
+    modality: str, n: int = 24, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> DataBundle:
+    """A random dataset of the given modality, split 24/8/8 by default."""
+    info = TINY_INFOS[modality]
+    g = torch.Generator().manual_seed(seed)
+
+    def make(count: int) -> ArrayDataset:
+        if modality == "tokens":
+            x = torch.randint(0, info.vocab_size, (count, *info.input_shape), generator=g)
+        else:
+            x = torch.randn(count, *info.input_shape, generator=g, dtype=dtype)
+        y = torch.randint(0, info.num_classes, (count,), generator=g)
+        return ArrayDataset(x, y)
+
+    return DataBundle(info, make(n), make(8), make(8))
+
+
+METAMAE_GRAPH: dict[str, Any] = {
+    "nodes": {
+        "adapt": {
+            "type": "adapt",
+            "inner_lr": 0.5,
+            "s_ratio": 0.5,
+            "hypergradient": {"type": "unrolled"},
+        },
+        "reconstruct": {
+            "type": "reconstruct",
+            "reg_weight": 0.5,
+            "optimizer": {"type": "adamw", "lr": 1e-3},
+        },
+    },
+    "u2l": {"reconstruct": ["adapt"]},
+    "l2u": {"adapt": ["reconstruct"]},
+}
+MAE_GRAPH: dict[str, Any] = {
+    "nodes": {"reconstruct": {"type": "reconstruct", "optimizer": {"type": "adamw", "lr": 1e-3}}}
+}
+
+
+def tiny_spec(graph: dict[str, Any] | None = None, **sections: Any) -> RunSpec:
+    """A RunSpec on the tiny backbone; keyword sections (data=..., train=...) are merged in."""
+    raw: dict[str, Any] = {
+        "name": "tiny",
+        "data": {"dataset": "tiny", "batch_size": 8},
+        "model": {"backbone": "tiny", "mask_ratio": 0.5},
+        "graph": copy.deepcopy(graph if graph is not None else METAMAE_GRAPH),
+        "train": {"steps": 3, "log_every": 1},
+        "eval": {"probe": {"epochs": 3}},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return spec_from_dict(raw)

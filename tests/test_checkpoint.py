@@ -1,0 +1,74 @@
+"""Atomic writes and safe checkpoint loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from metamask.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from metamask.errors import CheckpointError
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    save_checkpoint(path, {"format": 1, "x": torch.ones(3)})
+
+    def broken(handle):
+        handle.write(b"partial")
+        raise RuntimeError("disk died")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, broken)
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]  # no temp file left
+
+
+def test_corrupt_truncated_and_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"format": 1, "x": torch.ones(100)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable metamask checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable metamask checkpoint"):
+        load_checkpoint(path)
+    torch.save({"weights": torch.ones(1)}, path)
+    with pytest.raises(CheckpointError, match="no 'format' entry"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_never_unpickles_code(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    torch.save({"format": 1, "x": Evil()}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_rng_state_round_trips(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+
+    path = tmp_path / "rng.pt"
+    save_checkpoint(path, {"format": 1, "rng": rng_state()})
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(load_checkpoint(path)["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
