@@ -7,11 +7,17 @@ choice: the solver *is* the estimator of this edge.
 
 - ``unrolled``: K steps z <- z - lr * grad, differentiated through (second order; the paper).
 - ``first_order``: the same steps with the inner gradient detached (z1 moves with z0 only).
+- ``implicit``: K steps on the proximal problem
+  ``min_z L_support(z) + ||z - z0||^2 / (2 alpha)``, differentiated by the implicit function
+  theorem at the last iterate: for an outer gradient ``g`` it solves ``(H + I/alpha) u = g``
+  by conjugate gradient (``H`` the support loss's Hessian in z, by HVPs) and returns ``u/alpha``
+  to z0 and ``-(d2L/d phi dz) u`` to the decoder's parameters ``phi``. Memory does not grow
+  with K (the inner steps keep no graph); each backward costs ``iterations`` + 1 HVPs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +25,7 @@ import torch
 
 from metamask.config import EstimatorSpec, parse_dataclass
 from metamask.errors import ConfigError, did_you_mean
+from metamask.hypergrad.autodiff import conjugate_gradient
 
 SupportLoss = Callable[[torch.Tensor], torch.Tensor]
 
@@ -37,7 +44,11 @@ class NoSolverOptions:
 
 
 class LatentSolver:
-    """Base: adapt ``z0`` on a support loss; ``second_order`` says if the loss is differentiated twice."""
+    """Base: adapt ``z0`` on a support loss.
+
+    ``second_order`` says whether the support loss is differentiated twice (then the decoder's
+    attention must use its twice-differentiable math path).
+    """
 
     name = "base"
     second_order = False
@@ -78,9 +89,75 @@ class FirstOrderLatent(LatentSolver):
         return z
 
 
+@dataclass(frozen=True)
+class ImplicitLatentOptions:
+    """Options of the ``implicit`` latent solver (keys under the adapt node's `hypergradient`)."""
+
+    iterations: int = 10  # CG iterations on (H + I/alpha) u = g in the backward pass
+    alpha: float | None = None  # proximal radius alpha; None: the inner step size (inner_lr)
+    tol: float = 1e-8  # stop CG when ||r|| <= tol * ||g||
+
+
+class _ImplicitBridge(torch.autograd.Function):
+    """Value 0; backward maps ``g`` to ``-(d residual/dz)^{-1} g`` (CG on HVPs at z*).
+
+    ``z_out = z* + bridge(residual)`` then has the value z* and, through ``residual``'s graph
+    (the optimality condition as a function of z0 and the decoder), the implicit gradient.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, residual: torch.Tensor, solve: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        ctx.solve = solve
+        return torch.zeros_like(residual)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.solve(grad), None
+
+
+class ImplicitLatent(LatentSolver):
+    """Proximal inner problem solved by K steps, differentiated by the implicit function theorem."""
+
+    name = "implicit"
+    second_order = True  # HVPs through the decoder: its attention must be twice differentiable
+    Options = ImplicitLatentOptions
+
+    @property
+    def alpha(self) -> float:
+        """The proximal radius: the option, or the inner step size when unset."""
+        alpha = self.extra.alpha
+        return float(self.options.lr if alpha is None else alpha)
+
+    def __call__(self, loss_fn: SupportLoss, z0: torch.Tensor) -> torch.Tensor:
+        alpha, lr = self.alpha, self.options.lr
+        anchor = z0.detach()
+        z = anchor
+        for _ in range(self.options.steps):  # no graph: memory flat in K
+            z = z.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(loss_fn(z), z)
+            z = z.detach() - lr * (grad + (z.detach() - anchor) / alpha)
+        z_star = z.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(z_star), z_star, create_graph=True)
+        residual = grad + (z_star - z0) / alpha  # d/dz of the proximal objective at z*
+
+        def solve(g: torch.Tensor) -> torch.Tensor:
+            def matvec(p: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+                (hp,) = torch.autograd.grad(residual, z_star, grad_outputs=p[0], retain_graph=True)
+                return [hp.detach()]
+
+            (u,) = conjugate_gradient(matvec, [g.detach()], self.extra.iterations, self.extra.tol)
+            return u
+
+        bridge: torch.Tensor = _ImplicitBridge.apply(residual, solve)
+        return z_star.detach() + bridge
+
+
 LATENT_SOLVERS: dict[str, type[LatentSolver]] = {
     UnrolledLatent.name: UnrolledLatent,
     FirstOrderLatent.name: FirstOrderLatent,
+    ImplicitLatent.name: ImplicitLatent,
 }
 
 

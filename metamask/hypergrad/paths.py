@@ -9,6 +9,7 @@ the last ``v`` is the indirect gradient with respect to U's parameters. Each low
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,16 @@ def path_gradient(
     params = first.trainable_parameters()
     grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
     vector = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
-    for lower, upper in zip(path[1:-1], path[2:], strict=True):
+    for lower, upper in itertools.pairwise(path[1:]):
         estimator = get_estimator(lower.estimator)
-        vector = estimator.fn(vector, lower, upper, lower.estimator_options)
+        options = lower.estimator_options
+        if options is None:
+            options = estimator.default_options()
+        elif not isinstance(options, estimator.options_type):
+            raise TypeError(
+                f"node '{lower.name}': estimator {estimator.name!r} takes "
+                f"{estimator.options_type.__name__} options, got {type(options).__name__} "
+                "(select estimators with metamask.hypergrad.use_estimator)"
+            )
+        vector = estimator.fn(vector, lower, upper, options)
     return vector

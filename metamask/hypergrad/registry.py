@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 
@@ -38,7 +38,19 @@ class Estimator:
     fn: EstimatorFn
     options_type: type
     description: str = ""
+    #: the lower node must keep its unrolled trajectory (run its steps differentiably):
+    #: only :class:`metamask.nodes.differentiable.DifferentiableNode` can
+    needs_trajectory: bool = False
+    #: the estimator reads the gradient the lower's last optimizer step applied
+    #: (``Node.applied_grads``), which the node then records
+    reads_applied_grads: bool = False
 
+    def default_options(self) -> Any:
+        """The options with every field at its default."""
+        return self.options_type()
+
+
+F = TypeVar("F", bound=EstimatorFn)
 
 ESTIMATORS: dict[str, Estimator] = {}
 
@@ -49,27 +61,58 @@ class NoOptions:
 
 
 def register_estimator(
-    name: str, options_type: type = NoOptions, description: str = ""
-) -> Callable[[EstimatorFn], EstimatorFn]:
+    name: str,
+    options_type: type = NoOptions,
+    description: str = "",
+    *,
+    needs_trajectory: bool = False,
+    reads_applied_grads: bool = False,
+) -> Callable[[F], F]:
     """Decorator: register ``fn(vector, lower, upper, options)`` as estimator ``name``.
 
-    Example:
+    ``fn`` receives ``vector`` = dL_upper/d(lower.trainable_parameters()) and returns the
+    indirect gradient with respect to ``upper.trainable_parameters()`` (same order, zeros for
+    unused parameters). ``options`` is an instance of ``options_type`` (a frozen dataclass
+    whose fields are the YAML keys under ``hypergradient:``). The name then works in specs
+    (``hypergradient: {type: name, ...}``) and in :func:`use_estimator`.
+
+    Example (the darts direction with a user-chosen scale):
         >>> from dataclasses import dataclass
+        >>> from metamask.hypergrad.autodiff import lower_gradient, mixed_vjp
         >>> @dataclass(frozen=True)
         ... class ScaledOptions:
-        ...     scale: float = 1.0
-        >>> @register_estimator("my_scaled_identity", ScaledOptions, "-scale * mixed partials")
-        ... def my_scaled_identity(vector, lower, upper, options):
-        ...     ...
+        ...     scale: float = 1.0  # multiplies v before the mixed partials
+        >>> @register_estimator("doc_scaled_identity", ScaledOptions, "-scale (d2L/dtheta dw) v")
+        ... def scaled_identity(vector, lower, upper, options):
+        ...     _, grad_w = lower_gradient(lower)
+        ...     x = [options.scale * v for v in vector]
+        ...     return mixed_vjp(grad_w, upper.trainable_parameters(), x)
+        >>> get_estimator("doc_scaled_identity").options_type is ScaledOptions
+        True
+
+    Raises:
+        ValueError: ``name`` is already registered.
     """
 
-    def wrap(fn: EstimatorFn) -> EstimatorFn:
+    def wrap(fn: F) -> F:
         if name in ESTIMATORS:
             raise ValueError(f"estimator {name!r} is registered twice")
-        ESTIMATORS[name] = Estimator(name, fn, options_type, description)
+        ESTIMATORS[name] = Estimator(
+            name,
+            fn,
+            options_type,
+            description,
+            needs_trajectory=needs_trajectory,
+            reads_applied_grads=reads_applied_grads,
+        )
         return fn
 
     return wrap
+
+
+def unregister_estimator(name: str) -> None:
+    """Remove a user-registered estimator (tests, notebooks re-running a cell)."""
+    ESTIMATORS.pop(name, None)
 
 
 def get_estimator(name: str) -> Estimator:
@@ -90,17 +133,44 @@ def estimator_options(spec: EstimatorSpec, source: str = "<spec>", where: str = 
     return parse_dataclass(estimator.options_type, dict(spec.options), source, where)
 
 
+def reads_applied_grads(name: str) -> bool:
+    """Whether estimator ``name`` reads ``Node.applied_grads`` (False for unknown names)."""
+    _ensure_loaded()
+    estimator = ESTIMATORS.get(name)
+    return estimator is not None and estimator.reads_applied_grads
+
+
 def estimator_names() -> list[str]:
+    """The registered estimator names, sorted."""
     _ensure_loaded()
     return sorted(ESTIMATORS)
+
+
+def use_estimator(node: Node, name: str, **options: Any) -> None:
+    """Select estimator ``name`` (with ``options``, validated) for gradients through ``node``.
+
+    The Python twin of ``hypergradient: {type: name, **options}`` on the node's spec.
+
+    Example:
+        ``use_estimator(graph.nodes["pretrain"], "cg", iterations=20)``
+
+    Raises:
+        ConfigError: unknown estimator, or an option key/value it does not take (named).
+    """
+    spec = EstimatorSpec(type=name, options=options)
+    parsed = estimator_options(spec, "<python>", f"node '{node.name}'.hypergradient")
+    node.estimator = name
+    node.estimator_options = parsed
 
 
 @register_estimator("first_order", description="ignore the lower level's dependence: zero")
 def first_order(
     vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: Any
 ) -> list[torch.Tensor]:
+    """Zero: the upper sees the lower's parameters as constants (no indirect gradient)."""
     return [torch.zeros_like(p) for p in upper.trainable_parameters()]
 
 
 def _ensure_loaded() -> None:
-    """Import the modules that register the built-in estimators (none beyond this one yet)."""
+    """Import the modules that register the built-in estimators (idempotent)."""
+    from metamask.hypergrad import betty_estimators, implicit, unrolled  # noqa: F401

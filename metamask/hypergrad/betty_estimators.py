@@ -1,0 +1,208 @@
+"""Betty's four estimators (``darts``, ``sama``, ``neumann``, ``cg``), re-implemented in metamask.
+
+Each returns the indirect gradient ``-(d2L/dtheta dw) x`` with ``x`` an approximation of
+``H^{-1} v`` (``H = d2L/dw2`` of the lower loss at the lower's *current* parameters, Betty's
+convention), and keeps Betty's option names and defaults (``darts_alpha`` becomes
+``darts: {alpha: ...}``, and so on). Differences from betty-ml 0.2.1, all deliberate:
+
+- every autograd call uses ``allow_unused`` (Betty's ``neumann``/``cg`` raise when an upper
+  parameter does not reach the lower loss);
+- ``cg`` is the textbook conjugate gradient: Betty's uses ``r`` where ``r_new`` is meant in the
+  direction update (upstream issue #15) and, with ``alpha != 1``, scales ``H p`` in the step
+  size but not in the residual update; both are fixed here (``alpha`` only rescales ``H``);
+- the finite differences (``darts``, ``sama``) evaluate the perturbed losses functionally
+  (no in-place change of the parameters, so they come back bit for bit) and with the same
+  random numbers for ``+eps`` and ``-eps`` (dropout or masks drawn inside the step no longer
+  corrupt the difference);
+- no assertion that the lower node has no lower nodes of its own: as in Betty's ``darts``, the
+  lower's own indirect terms are left out of its optimality condition.
+
+``reinforce`` is not registered: Betty's is a stub (defined with 3 arguments, called with 4,
+body returns None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from metamask.errors import ConfigError
+from metamask.hypergrad.autodiff import (
+    Tensors,
+    common_random_numbers,
+    conjugate_gradient,
+    grad_or_zeros,
+    hvp,
+    lower_gradient,
+    mixed_vjp,
+    node_device,
+    node_loss,
+    norm,
+)
+from metamask.hypergrad.registry import register_estimator
+
+if TYPE_CHECKING:
+    from metamask.nodes.base import Node
+
+
+# ----------------------------------------------------------------------------------------------
+# finite differences: darts and sama
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DartsOptions:
+    """Options of ``darts`` (Betty's ``darts_alpha``)."""
+
+    alpha: float = 0.01  # perturbation radius R: the step is eps = R / ||v||
+
+
+@dataclass(frozen=True)
+class SamaOptions:
+    """Options of ``sama`` (Betty's ``sama_adam_alpha``)."""
+
+    alpha: float = 1.0  # perturbation radius R of the preconditioned vector
+
+
+def central_difference(
+    direction: Sequence[torch.Tensor], radius: float, lower: Node, upper: Node
+) -> Tensors:
+    """``-(d2L/dtheta dw) u`` by a central difference of ``dL/dtheta`` along ``u = direction``.
+
+    ``eps = radius / ||u||``; the result is ``(g(w - eps u) - g(w + eps u)) / (2 eps)`` with
+    ``g = dL/dtheta``, exact for losses quadratic in ``w`` up to rounding.
+    """
+    upper_params = upper.trainable_parameters()
+    eps = radius / (float(norm(direction)) + 1e-15)
+    base = [p.detach() for p in lower.trainable_parameters()]
+    grads = []
+    with common_random_numbers(node_device(lower)) as replay:
+        for sign in (1.0, -1.0):
+            moved = [w + sign * eps * u for w, u in zip(base, direction, strict=True)]
+            replay()
+            loss = node_loss(lower, moved)
+            grads.append(grad_or_zeros([loss], upper_params, [torch.ones_like(loss)], False))
+    plus, minus = grads
+    return [(m - p) / (2 * eps) for p, m in zip(plus, minus, strict=True)]
+
+
+@register_estimator(
+    "darts",
+    DartsOptions,
+    "Betty's darts: H^{-1} replaced by the identity; mixed partials by central difference",
+)
+def darts(
+    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: DartsOptions
+) -> Tensors:
+    """``-(d2L/dtheta dw) v``: the implicit gradient with the inverse Hessian taken as ``I``."""
+    return central_difference(vector, options.alpha, lower, upper)
+
+
+def adam_preconditioner(vector: Sequence[torch.Tensor], lower: Node) -> Tensors:
+    """SAMA's diagonal: ``lr * d(Adam update)/d(gradient)`` at the lower's last step, times v.
+
+    With ``m = b1 m' + (1-b1) g`` and ``s = b2 s' + (1-b2) g^2`` (primes: before the step,
+    ``g`` the gradient the step applied), the derivative of ``m / (sqrt(s) + eps)`` in ``g`` is
+    ``((1-b1) b2 s' - b1 (1-b2) g m') / (sqrt(s) + eps)^3`` (no bias correction, as Betty).
+    ``g`` comes from ``lower.applied_grads`` (recorded by the node's optimizer step).
+    """
+    optimizer = lower.optimizer
+    params = lower.trainable_parameters()
+    applied = getattr(lower, "applied_grads", None)
+    if applied is None:
+        applied = [torch.zeros_like(p) for p in params]
+    groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    out = []
+    for v, param, g in zip(vector, params, applied, strict=True):
+        group, state = groups[id(param)], optimizer.state.get(param, {})
+        b1, b2 = group["betas"]
+        m = state.get("exp_avg", torch.zeros_like(v))
+        s = state.get("exp_avg_sq", torch.zeros_like(v))
+        m_old = (m - (1 - b1) * g) / b1 if b1 != 0 else torch.zeros_like(v)
+        s_old = (s - (1 - b2) * g * g) / b2
+        scale = ((1 - b1) * b2 * s_old - b1 * (1 - b2) * g * m_old) / (s.sqrt() + group["eps"]) ** 3
+        out.append(v * scale * group["lr"])
+    return out
+
+
+@register_estimator(
+    "sama",
+    SamaOptions,
+    "Betty's SAMA: darts on v preconditioned by the lower's Adam step (identity for SGD)",
+    reads_applied_grads=True,
+)
+def sama(vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: SamaOptions) -> Tensors:
+    """darts along ``D v``, ``D`` the derivative of the lower's Adam update (SGD: ``D = I``)."""
+    kind = type(lower.optimizer).__name__.lower()
+    if "adam" in kind:
+        vector = adam_preconditioner(vector, lower)
+    elif "sgd" not in kind:
+        raise ConfigError(
+            f"node '{lower.name}': sama preconditions SGD and Adam/AdamW steps only (as Betty); "
+            f"its optimizer is {type(lower.optimizer).__name__}"
+        )
+    return central_difference(vector, options.alpha, lower, upper)
+
+
+# ----------------------------------------------------------------------------------------------
+# second-order: neumann and cg
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NeumannOptions:
+    """Options of ``neumann`` (Betty's ``neumann_iterations`` / ``neumann_alpha``)."""
+
+    iterations: int = 1  # K: the series keeps K + 1 terms
+    alpha: float = 1.0  # step size; the series converges only for alpha < 2 / lambda_max(H)
+
+
+@register_estimator(
+    "neumann",
+    NeumannOptions,
+    "Betty's Neumann series: H^{-1} ~ alpha sum_k (I - alpha H)^k, K + 1 terms",
+)
+def neumann(
+    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: NeumannOptions
+) -> Tensors:
+    """``-(d2L/dtheta dw) x`` with ``x = alpha sum_{k=0..K} (I - alpha H)^k v``."""
+    params = lower.trainable_parameters()
+    _, grad_w = lower_gradient(lower)
+    term = [v.detach() for v in vector]
+    total = list(term)
+    for _ in range(options.iterations):
+        h = hvp(grad_w, params, term)
+        term = [t - options.alpha * ht for t, ht in zip(term, h, strict=True)]
+        total = [s + t for s, t in zip(total, term, strict=True)]
+    x = [options.alpha * s for s in total]
+    return mixed_vjp(grad_w, upper.trainable_parameters(), x)
+
+
+@dataclass(frozen=True)
+class CGOptions:
+    """Options of ``cg`` (Betty's ``cg_iterations`` / ``cg_alpha``), plus an early stop."""
+
+    iterations: int = 1  # CG iterations (exact after as many as the lower has parameters)
+    alpha: float = 1.0  # solves (alpha H) y = v, returns alpha y: changes rounding only
+    tol: float = 0.0  # stop when ||r|| <= tol * ||v||
+
+
+@register_estimator(
+    "cg",
+    CGOptions,
+    "conjugate gradient on H x = v (Betty's cg with its two update bugs fixed)",
+)
+def cg(vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: CGOptions) -> Tensors:
+    """``-(d2L/dtheta dw) x`` with ``x`` from ``iterations`` CG steps on ``H x = v``."""
+    params = lower.trainable_parameters()
+    _, grad_w = lower_gradient(lower)
+
+    def scaled_hvp(x: Sequence[torch.Tensor]) -> Tensors:
+        return [options.alpha * h for h in hvp(grad_w, params, x)]
+
+    y = conjugate_gradient(scaled_hvp, vector, options.iterations, options.tol)
+    x = [options.alpha * yi for yi in y]
+    return mixed_vjp(grad_w, upper.trainable_parameters(), x)

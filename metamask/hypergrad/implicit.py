@@ -1,0 +1,94 @@
+"""Implicit estimators through TorchOpt's linear solvers, on the lower optimality condition.
+
+At a lower optimum ``dL/dw (w*, theta) = 0``; the implicit function theorem gives
+``dw*/dtheta = -H^{-1} d2L/(dw dtheta)``, so the indirect gradient is
+``-(d2L/dtheta dw) H^{-1} v``. The linear system ``H x = v`` is solved matrix-free (HVPs by
+double backward) with ``torchopt.linear_solve``:
+
+- ``implicit_cg``: :func:`torchopt.linear_solve.solve_cg` (exact after as many iterations as the
+  lower has parameters, in exact arithmetic; ``ridge`` solves ``(H + ridge I) x = v``);
+- ``implicit_neumann``: :func:`torchopt.linear_solve.solve_inv` with ``ns=True`` (Neumann series,
+  the same series as ``neumann``, TorchOpt's defaults: 10 terms).
+
+Like every implicit estimator these are evaluated at the lower's current iterate: they mean
+something when the lower is near its optimum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torchopt.linear_solve import solve_cg, solve_inv
+
+from metamask.hypergrad.autodiff import Tensors, hvp, lower_gradient, mixed_vjp
+from metamask.hypergrad.registry import register_estimator
+
+if TYPE_CHECKING:
+    from metamask.nodes.base import Node
+
+
+@dataclass(frozen=True)
+class ImplicitCGOptions:
+    """Options of ``implicit_cg`` (passed to ``torchopt.linear_solve.solve_cg``)."""
+
+    iterations: int = 10  # maximum CG iterations
+    rtol: float = 1e-10  # stop when ||r|| <= max(rtol ||v||, atol)
+    atol: float = 0.0  # absolute residual tolerance
+    ridge: float = 0.0  # solve (H + ridge I) x = v: damping for ill-conditioned / indefinite H
+
+
+@dataclass(frozen=True)
+class ImplicitNeumannOptions:
+    """Options of ``implicit_neumann`` (passed to ``torchopt.linear_solve.solve_inv(ns=True)``)."""
+
+    iterations: int = 10  # K: the series keeps K + 1 terms
+    alpha: float = 1.0  # step size; converges only for alpha < 2 / lambda_max(H)
+
+
+def _solve_and_project(
+    solver: object, vector: Sequence[torch.Tensor], lower: Node, upper: Node
+) -> Tensors:
+    """Solve ``H x = v`` with a TorchOpt solver; return ``-(d2L/dtheta dw) x``."""
+    params = lower.trainable_parameters()
+    _, grad_w = lower_gradient(lower)
+
+    def matvec(x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(hvp(grad_w, params, x))
+
+    assert callable(solver)
+    x = solver(matvec, tuple(v.detach() for v in vector))
+    return mixed_vjp(grad_w, upper.trainable_parameters(), list(x))
+
+
+@register_estimator(
+    "implicit_cg",
+    ImplicitCGOptions,
+    "implicit function theorem, H x = v by TorchOpt's conjugate gradient",
+)
+def implicit_cg(
+    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: ImplicitCGOptions
+) -> Tensors:
+    """``-(d2L/dtheta dw) (H + ridge I)^{-1} v`` with TorchOpt's CG."""
+    solver = solve_cg(
+        maxiter=options.iterations,
+        rtol=options.rtol,
+        atol=options.atol,
+        ridge=options.ridge or None,
+    )
+    return _solve_and_project(solver, vector, lower, upper)
+
+
+@register_estimator(
+    "implicit_neumann",
+    ImplicitNeumannOptions,
+    "implicit function theorem, H^{-1} v by TorchOpt's Neumann series",
+)
+def implicit_neumann(
+    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: ImplicitNeumannOptions
+) -> Tensors:
+    """``-(d2L/dtheta dw) alpha sum_{k=0..K} (I - alpha H)^k v`` with TorchOpt's series."""
+    solver = solve_inv(ns=True, maxiter=options.iterations, alpha=options.alpha)
+    return _solve_and_project(solver, vector, lower, upper)

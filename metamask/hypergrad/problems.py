@@ -1,0 +1,458 @@
+"""Closed-form bilevel problems, as real metamask nodes, to prove and measure the estimators.
+
+Each problem has a lower loss ``L(w, theta)``, an upper loss ``F(w, theta)``, and analytic
+formulas for the lower optimum ``w*(theta)``, the lower Hessian ``H`` and mixed partials
+``J = d2L/(dw dtheta)``, hence the exact hypergradient
+
+    dF/dtheta = dF/dtheta|_direct - J^T H^{-1} dF/dw            (implicit function theorem)
+
+and the exact Jacobian of K optimizer steps (forward recursion ``D_{k+1} = (I - lr H) D_k -
+lr J``, independent of autograd), for the ``unrolled`` estimator.
+
+- :class:`Ridge` (a): ridge regression; the upper variable is the L2 weight ``lambda``.
+- :class:`Quadratic` (b): ``L = 1/2 w^T H w - w^T (B theta + c)`` with a random SPD ``H`` of a
+  chosen condition number, and a linear upper loss ``F = a^T w``.
+- :class:`Chain` (c): three levels ``a <- c``, ``b <- a``, top ``c``: Betty's multi-level path
+  composition (paths ``[top, mid, bottom, top]`` and ``[top, bottom, top]``).
+
+:func:`bilevel_graph` / :func:`chain_graph` build them as :class:`~metamask.nodes.base.Node`\\ s
+wired in a :class:`~metamask.graph.GraphEngine`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from metamask.nodes.base import Node
+from metamask.nodes.differentiable import DifferentiableNode
+
+Tensor = torch.Tensor
+DTYPE = torch.float64
+
+
+def spd_matrix(n: int, condition: float, generator: torch.Generator) -> Tensor:
+    """A random symmetric positive definite n x n matrix with eigenvalues in [1, condition]."""
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=DTYPE))
+    eig = torch.logspace(0, torch.log10(torch.tensor(condition)).item(), n, dtype=DTYPE)
+    return (q * eig) @ q.T
+
+
+class Value(nn.Module):
+    """One trainable tensor: a level's parameters."""
+
+    def __init__(self, value: Tensor) -> None:
+        super().__init__()
+        self.value = nn.Parameter(value.clone())
+
+
+# ----------------------------------------------------------------------------------------------
+# the problems: losses and closed forms
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ridge:
+    """(a) ``L = ||X w - y||^2 / (2m) + lambda ||w||^2 / 2``, ``F = ||Xv w - yv||^2 / (2mv)``."""
+
+    x: Tensor
+    y: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    name: str = "ridge"
+
+    @classmethod
+    def make(cls, n: int = 8, m: int = 40, seed: int = 0) -> Ridge:
+        g = torch.Generator().manual_seed(seed)
+        w_true = torch.randn(n, generator=g, dtype=DTYPE)
+        x = torch.randn(m, n, generator=g, dtype=DTYPE)
+        x_val = torch.randn(m, n, generator=g, dtype=DTYPE)
+        y = x @ w_true + 0.5 * torch.randn(m, generator=g, dtype=DTYPE)
+        y_val = x_val @ w_true + 0.5 * torch.randn(m, generator=g, dtype=DTYPE)
+        return cls(x, y, x_val, y_val)
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """(lower dimension, upper dimension)."""
+        return self.x.shape[1], 1
+
+    def theta0(self) -> Tensor:
+        return torch.tensor([0.3], dtype=DTYPE)
+
+    def lower_loss(self, w: Tensor, theta: Tensor) -> Tensor:
+        r = self.x @ w - self.y
+        return r @ r / (2 * len(self.y)) + 0.5 * theta[0] * (w @ w)
+
+    def upper_loss(self, w: Tensor, theta: Tensor) -> Tensor:
+        r = self.x_val @ w - self.y_val
+        return r @ r / (2 * len(self.y_val))
+
+    def hessian(self, w: Tensor, theta: Tensor) -> Tensor:
+        n = self.x.shape[1]
+        return self.x.T @ self.x / len(self.y) + theta[0] * torch.eye(n, dtype=DTYPE)
+
+    def mixed(self, w: Tensor, theta: Tensor) -> Tensor:
+        """``J = d2L / (dw dtheta)``: (n, 1)."""
+        return w[:, None]
+
+    def lower_grad(self, w: Tensor, theta: Tensor) -> Tensor:
+        return self.x.T @ (self.x @ w - self.y) / len(self.y) + theta[0] * w
+
+    def solution(self, theta: Tensor) -> Tensor:
+        h = self.hessian(theta.new_zeros(self.x.shape[1]), theta)
+        return torch.linalg.solve(h, self.x.T @ self.y / len(self.y))
+
+    def upper_grads(self, w: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """(dF/dw, direct dF/dtheta)."""
+        return self.x_val.T @ (self.x_val @ w - self.y_val) / len(self.y_val), torch.zeros_like(
+            theta
+        )
+
+
+@dataclass
+class Quadratic:
+    """(b) ``L = w^T H w / 2 - w^T (B theta + c)``, ``F = a^T w``; H random SPD."""
+
+    h: Tensor
+    b: Tensor
+    c: Tensor
+    a: Tensor
+    name: str = "quadratic"
+
+    @classmethod
+    def make(
+        cls, n: int = 8, p: int | None = None, condition: float = 10.0, seed: int = 0
+    ) -> Quadratic:
+        g = torch.Generator().manual_seed(seed)
+        p = n if p is None else p
+        h = spd_matrix(n, condition, g)
+        b = torch.eye(n, p, dtype=DTYPE) if p == n else torch.randn(n, p, generator=g, dtype=DTYPE)
+        c = torch.randn(n, generator=g, dtype=DTYPE)
+        a = torch.randn(n, generator=g, dtype=DTYPE)
+        return cls(h, b, c, a)
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return self.b.shape[0], self.b.shape[1]
+
+    def theta0(self) -> Tensor:
+        return torch.linspace(-1, 1, self.b.shape[1], dtype=DTYPE)
+
+    def lower_loss(self, w: Tensor, theta: Tensor) -> Tensor:
+        return 0.5 * w @ (self.h @ w) - w @ (self.b @ theta + self.c)
+
+    def upper_loss(self, w: Tensor, theta: Tensor) -> Tensor:
+        return self.a @ w
+
+    def hessian(self, w: Tensor, theta: Tensor) -> Tensor:
+        return self.h
+
+    def mixed(self, w: Tensor, theta: Tensor) -> Tensor:
+        return -self.b
+
+    def lower_grad(self, w: Tensor, theta: Tensor) -> Tensor:
+        return self.h @ w - (self.b @ theta + self.c)
+
+    def solution(self, theta: Tensor) -> Tensor:
+        return torch.linalg.solve(self.h, self.b @ theta + self.c)
+
+    def upper_grads(self, w: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        return self.a.clone(), torch.zeros_like(theta)
+
+
+Problem = Ridge | Quadratic
+
+
+def implicit_hypergradient(problem: Problem, w: Tensor, theta: Tensor) -> Tensor:
+    """``direct - J^T H^{-1} dF/dw`` at ``(w, theta)``: exact at ``w = w*(theta)``."""
+    v, direct = problem.upper_grads(w, theta)
+    x = torch.linalg.solve(problem.hessian(w, theta), v)
+    return direct - problem.mixed(w, theta).T @ x
+
+
+def exact_hypergradient(problem: Problem, theta: Tensor) -> Tensor:
+    """The exact hypergradient of ``F(w*(theta), theta)``."""
+    return implicit_hypergradient(problem, problem.solution(theta), theta)
+
+
+def sgd_unrolled_jacobian(
+    problem: Problem, theta: Tensor, w0: Tensor, lr: float, steps: int
+) -> tuple[Tensor, Tensor]:
+    """``(w_K, d w_K / d theta)`` for K plain SGD steps, by forward recursion (no autograd)."""
+    w = w0.clone()
+    d = torch.zeros(len(w0), len(theta), dtype=DTYPE)
+    eye = torch.eye(len(w0), dtype=DTYPE)
+    for _ in range(steps):
+        h, j = problem.hessian(w, theta), problem.mixed(w, theta)
+        d = (eye - lr * h) @ d - lr * j
+        w = w - lr * problem.lower_grad(w, theta)
+    return w, d
+
+
+def unrolled_hypergradient(
+    problem: Problem, theta: Tensor, w0: Tensor, lr: float, steps: int
+) -> Tensor:
+    """Exact gradient of the unrolled objective ``F(w_K(theta), theta)`` for K SGD steps."""
+    w, d = sgd_unrolled_jacobian(problem, theta, w0, lr, steps)
+    v, direct = problem.upper_grads(w, theta)
+    return direct + d.T @ v
+
+
+# ----------------------------------------------------------------------------------------------
+# as metamask nodes
+# ----------------------------------------------------------------------------------------------
+
+
+class LowerNode(DifferentiableNode):
+    """The lower level: minimizes ``L(w, theta)``; reads the upper's ``theta`` by handle.
+
+    With ``solve_exactly`` its optimizer step jumps to ``w*(theta)`` (so implicit estimators
+    are evaluated at the optimum); otherwise it takes ordinary optimizer steps.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        problem: Problem,
+        upper: Value,
+        optimizer_lr: float = 0.1,
+        unroll_steps: int = 1,
+        solve_exactly: bool = False,
+        optimizer: str = "sgd",
+    ) -> None:
+        module = Value(torch.zeros(problem.sizes[0], dtype=DTYPE))
+        opt: torch.optim.Optimizer
+        if optimizer == "adam":
+            opt = torch.optim.Adam(module.parameters(), lr=optimizer_lr)
+        else:
+            opt = torch.optim.SGD(module.parameters(), lr=optimizer_lr)
+        super().__init__(name, module, opt, unroll_steps=unroll_steps)
+        self.problem = problem
+        self.upper_value = upper
+        if solve_exactly:
+            self.custom_optimizer_step = self._jump_to_optimum
+
+    def get_batch(self) -> Any:
+        return ()
+
+    def training_step(self, batch: Any) -> Tensor:
+        return self.problem.lower_loss(self.module.value, self.upper_value.value)
+
+    def _jump_to_optimum(self, *args: Any, **kwargs: Any) -> None:
+        with torch.no_grad():
+            self.module.value.copy_(self.problem.solution(self.upper_value.value))
+
+
+class UpperNode(Node):
+    """The upper level: ``F(w, theta)``; keeps each step's total gradient in ``hypergradients``."""
+
+    def __init__(self, name: str, problem: Problem, module: Value, lower_value: Value) -> None:
+        opt = torch.optim.SGD(module.parameters(), lr=0.0)  # theta stays put: compare gradients
+        super().__init__(name, module, opt)
+        self.problem = problem
+        self.lower_value = lower_value
+        self.hypergradients: list[Tensor] = []
+
+    def get_batch(self) -> Any:
+        return ()
+
+    def training_step(self, batch: Any) -> Tensor:
+        return self.problem.upper_loss(self.lower_value.value, self.module.value)
+
+    def grad_callback(self) -> None:
+        self.hypergradients.append(self.module.value.grad.detach().clone())
+
+
+@dataclass
+class BilevelGraph:
+    """A built two-node graph and its engine."""
+
+    problem: Problem
+    lower: LowerNode
+    upper: UpperNode
+    engine: Any = field(repr=False)
+
+    def run_upper_step(self) -> Tensor:
+        """Run engine iterations until the upper steps once; return its total gradient."""
+        before = len(self.upper.hypergradients)
+        while len(self.upper.hypergradients) == before:
+            self.engine.global_step += 1
+            self.engine.train_step()
+        return self.upper.hypergradients[-1]
+
+
+def bilevel_graph(
+    problem: Problem,
+    estimator: str = "first_order",
+    unroll_steps: int = 1,
+    lr: float = 0.1,
+    solve_exactly: bool = True,
+    optimizer: str = "sgd",
+    **options: Any,
+) -> BilevelGraph:
+    """``problem`` as lower + upper nodes in a GraphEngine, with ``estimator`` on the lower."""
+    from metamask.graph import GraphEngine
+    from metamask.hypergrad.registry import use_estimator
+
+    theta = Value(problem.theta0())
+    lower = LowerNode("lower", problem, theta, lr, unroll_steps, solve_exactly, optimizer)
+    upper = UpperNode("upper", problem, theta, lower.module)
+    use_estimator(lower, estimator, **options)
+    engine = GraphEngine(
+        [lower, upper],
+        {"u2l": {upper: [lower]}, "l2u": {lower: [upper]}},
+        torch.device("cpu"),
+    )
+    return BilevelGraph(problem, lower, upper, engine)
+
+
+# ----------------------------------------------------------------------------------------------
+# (c) the three-level chain
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Chain:
+    """(c) bottom ``a``: ``L_a = a^T Ha a/2 - a^T (Ba c + da)``;
+    middle ``b``: ``L_b = b^T Hb b/2 - b^T (Bb a + db)``;
+    top ``c``: ``F = ea^T a + ||b - tb||^2 / 2 + rho ||c||^2 / 2``.
+
+    Graph: u2l {top: [bottom]}, l2u {bottom: [middle, top], middle: [top]}; the top's
+    gradient reaches ``c`` along ``[top, middle, bottom, top]`` and ``[top, bottom, top]``.
+    """
+
+    ha: Tensor
+    ba: Tensor
+    da: Tensor
+    hb: Tensor
+    bb: Tensor
+    db: Tensor
+    ea: Tensor
+    tb: Tensor
+    rho: float = 0.1
+
+    @classmethod
+    def make(
+        cls, na: int = 6, nb: int = 5, nc: int = 4, condition: float = 10.0, seed: int = 0
+    ) -> Chain:
+        g = torch.Generator().manual_seed(seed)
+
+        def randn(*shape: int) -> Tensor:
+            return torch.randn(*shape, generator=g, dtype=DTYPE)
+
+        return cls(
+            spd_matrix(na, condition, g), randn(na, nc), randn(na),
+            spd_matrix(nb, condition, g), randn(nb, na), randn(nb),
+            randn(na), randn(nb),
+        )  # fmt: skip
+
+    def theta0(self) -> Tensor:
+        return torch.linspace(-1, 1, self.ba.shape[1], dtype=DTYPE)
+
+    def solve_a(self, c: Tensor) -> Tensor:
+        return torch.linalg.solve(self.ha, self.ba @ c + self.da)
+
+    def solve_b(self, a: Tensor) -> Tensor:
+        return torch.linalg.solve(self.hb, self.bb @ a + self.db)
+
+    def composed(self, c: Tensor, b: Tensor, inv_a: Tensor, inv_b: Tensor) -> Tensor:
+        """``rho c + Ba^T Sa (ea + Bb^T Sb (b - tb))``: the path composition with ``S ~ H^{-1}``."""
+        return self.rho * c + self.ba.T @ (inv_a @ (self.ea + self.bb.T @ (inv_b @ (b - self.tb))))
+
+    def exact_hypergradient(self, c: Tensor) -> Tensor:
+        """Exact ``dF/dc`` with both lower levels at their optima."""
+        b = self.solve_b(self.solve_a(c))
+        return self.composed(c, b, torch.linalg.inv(self.ha), torch.linalg.inv(self.hb))
+
+
+class ChainBottom(LowerNode):
+    """The chain's bottom level ``a`` (reads ``c``)."""
+
+    def __init__(
+        self, chain: Chain, top: Value, lr: float, unroll_steps: int, solve_exactly: bool
+    ) -> None:
+        fake = Quadratic(chain.ha, chain.ba, chain.da, torch.zeros(len(chain.da), dtype=DTYPE))
+        super().__init__("bottom", fake, top, lr, unroll_steps, solve_exactly)
+
+
+class ChainMiddle(LowerNode):
+    """The chain's middle level ``b`` (reads ``a``)."""
+
+    def __init__(
+        self, chain: Chain, bottom: Value, lr: float, unroll_steps: int, solve_exactly: bool
+    ) -> None:
+        fake = Quadratic(chain.hb, chain.bb, chain.db, torch.zeros(len(chain.db), dtype=DTYPE))
+        super().__init__("middle", fake, bottom, lr, unroll_steps, solve_exactly)
+
+
+class ChainTop(Node):
+    """The chain's top level ``c``; keeps each step's total gradient in ``hypergradients``."""
+
+    def __init__(self, chain: Chain, module: Value, bottom: Value, middle: Value) -> None:
+        super().__init__("top", module, torch.optim.SGD(module.parameters(), lr=0.0))
+        self.chain = chain
+        self.bottom_value = bottom
+        self.middle_value = middle
+        self.hypergradients: list[Tensor] = []
+
+    def get_batch(self) -> Any:
+        return ()
+
+    def training_step(self, batch: Any) -> Tensor:
+        a, b, c = self.bottom_value.value, self.middle_value.value, self.module.value
+        return (
+            self.chain.ea @ a
+            + 0.5 * (b - self.chain.tb) @ (b - self.chain.tb)
+            + 0.5 * self.chain.rho * c @ c
+        )
+
+    def grad_callback(self) -> None:
+        self.hypergradients.append(self.module.value.grad.detach().clone())
+
+
+@dataclass
+class ChainGraph:
+    """A built three-level chain and its engine."""
+
+    chain: Chain
+    bottom: ChainBottom
+    middle: ChainMiddle
+    top: ChainTop
+    engine: Any = field(repr=False)
+
+    def run_top_step(self) -> Tensor:
+        """Run engine iterations until the top steps once; return its total gradient."""
+        before = len(self.top.hypergradients)
+        while len(self.top.hypergradients) == before:
+            self.engine.global_step += 1
+            self.engine.train_step()
+        return self.top.hypergradients[-1]
+
+
+def chain_graph(
+    chain: Chain,
+    estimator: str,
+    bottom_unroll: int = 1,
+    lr: float = 0.1,
+    solve_exactly: bool = True,
+    **options: Any,
+) -> ChainGraph:
+    """The three-level chain in a GraphEngine, ``estimator`` on both lower levels."""
+    from metamask.graph import GraphEngine
+    from metamask.hypergrad.registry import use_estimator
+
+    top_value = Value(chain.theta0())
+    bottom = ChainBottom(chain, top_value, lr, bottom_unroll, solve_exactly)
+    middle = ChainMiddle(chain, bottom.module, lr, 1, solve_exactly)
+    top = ChainTop(chain, top_value, bottom.module, middle.module)
+    for node in (bottom, middle):
+        use_estimator(node, estimator, **options)
+    engine = GraphEngine(
+        [bottom, middle, top],
+        {"u2l": {top: [bottom]}, "l2u": {bottom: [middle, top], middle: [top]}},
+        torch.device("cpu"),
+    )
+    return ChainGraph(chain, bottom, middle, top, engine)
