@@ -26,6 +26,7 @@ from torch import nn
 
 from metamask.errors import NonFiniteError
 from metamask.hypergrad.paths import path_gradient
+from metamask.hypergrad.registry import reads_applied_grads
 
 
 class Node(ImplicitProblem):
@@ -58,6 +59,9 @@ class Node(ImplicitProblem):
         self.estimator = estimator
         self.estimator_options = estimator_options
         self.last_metrics: dict[str, float] = {}
+        #: the gradients the last optimizer step applied, kept only when this node's estimator
+        #: reads them (``sama`` preconditions with Adam's last update); otherwise None
+        self.applied_grads: list[torch.Tensor] | None = None
 
     # -- what this node optimizes --------------------------------------------------------------
 
@@ -71,6 +75,19 @@ class Node(ImplicitProblem):
 
     def patch_scheduler(self) -> None:
         """Keep the scheduler as built (it is bound to the optimizer we kept)."""
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Betty's step, after keeping the gradients it applies when the estimator reads them.
+
+        (Betty records them only when ``config.type == "sama"``; metamask dispatches
+        estimators itself, so the node records them for any estimator that asks.)
+        """
+        if reads_applied_grads(self.estimator):
+            self.applied_grads = [
+                torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+                for p in self.trainable_parameters()
+            ]
+        super().optimizer_step(*args, **kwargs)
 
     def record_metrics(self, terms: dict[str, Any]) -> dict[str, float]:
         """Keep this step's loss terms as floats; NonFiniteError names the first bad term."""
