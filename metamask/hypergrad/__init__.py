@@ -1,4 +1,9 @@
-"""Hypergradient estimators: the registry for graph edges, and MetaMAE's latent solvers."""
+"""Hypergradient estimators: the registry for graph edges, and MetaMAE's latent solvers.
+
+Select an estimator per lower node by name: ``hypergradient: {type: cg, iterations: 10}`` in a
+spec, or :func:`use_estimator` from Python; register your own with :func:`register_estimator`.
+See docs/hypergradients.md for each estimator's equation, cost and measured accuracy.
+"""
 
 from metamask.hypergrad.latent import LATENT_SOLVERS, LatentSolverOptions, get_latent_solver
 from metamask.hypergrad.registry import (
@@ -8,6 +13,8 @@ from metamask.hypergrad.registry import (
     estimator_options,
     get_estimator,
     register_estimator,
+    unregister_estimator,
+    use_estimator,
 )
 
 __all__ = [
@@ -20,4 +27,6 @@ __all__ = [
     "get_estimator",
     "get_latent_solver",
     "register_estimator",
+    "unregister_estimator",
+    "use_estimator",
 ]

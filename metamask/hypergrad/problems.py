@@ -166,6 +166,11 @@ class Quadratic:
 Problem = Ridge | Quadratic
 
 
+def initial_lower(n: int) -> Tensor:
+    """The lower level's starting point (non-zero: ridge's unrolled Jacobian starts at -lr w0)."""
+    return torch.linspace(-0.5, 0.5, n, dtype=DTYPE)
+
+
 def implicit_hypergradient(problem: Problem, w: Tensor, theta: Tensor) -> Tensor:
     """``direct - J^T H^{-1} dF/dw`` at ``(w, theta)``: exact at ``w = w*(theta)``."""
     v, direct = problem.upper_grads(w, theta)
@@ -223,7 +228,7 @@ class LowerNode(DifferentiableNode):
         solve_exactly: bool = False,
         optimizer: str = "sgd",
     ) -> None:
-        module = Value(torch.zeros(problem.sizes[0], dtype=DTYPE))
+        module = Value(initial_lower(problem.sizes[0]))
         opt: torch.optim.Optimizer
         if optimizer == "adam":
             opt = torch.optim.Adam(module.parameters(), lr=optimizer_lr)

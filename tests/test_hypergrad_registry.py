@@ -1,0 +1,112 @@
+"""The estimator registry as an interface: names, options, errors, user registration, docs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from metamask.config import EstimatorSpec
+from metamask.errors import ConfigError
+from metamask.hypergrad import (
+    estimator_names,
+    estimator_options,
+    get_estimator,
+    register_estimator,
+    unregister_estimator,
+    use_estimator,
+)
+from metamask.hypergrad.autodiff import lower_gradient, mixed_vjp
+from metamask.hypergrad.betty_estimators import CGOptions
+from metamask.hypergrad.problems import Quadratic, bilevel_graph, exact_hypergradient
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "hypergradients.md"
+
+
+def test_builtin_estimators_are_registered() -> None:
+    assert set(estimator_names()) >= {
+        "first_order", "unrolled", "darts", "sama", "neumann", "cg", "implicit_cg", "implicit_neumann",
+    }  # fmt: skip
+
+
+def test_unknown_estimator_names_the_name_and_the_choices() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown hypergradient estimator 'cgg' \(did you mean 'cg'\?\)"
+    ):
+        get_estimator("cgg")
+
+
+def test_unknown_option_key_names_the_key() -> None:
+    spec = EstimatorSpec("cg", {"iteratons": 3})
+    with pytest.raises(
+        ConfigError, match=r"iteratons: unknown key \(did you mean 'iterations'\?\)"
+    ):
+        estimator_options(spec, "run.yaml", "graph.nodes.pretrain.hypergradient")
+
+
+def test_wrong_option_type_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"hypergradient\.iterations: expected an integer"):
+        estimator_options(EstimatorSpec("cg", {"iterations": "ten"}), "run.yaml", "hypergradient")
+
+
+def test_options_parse_into_the_estimators_dataclass() -> None:
+    options = estimator_options(EstimatorSpec("cg", {"iterations": 10, "alpha": 1.0}))
+    assert options == CGOptions(iterations=10, alpha=1.0)
+
+
+def test_use_estimator_validates_and_sets_the_node() -> None:
+    graph = bilevel_graph(Quadratic.make(), "first_order")
+    use_estimator(graph.lower, "neumann", iterations=4, alpha=0.1)
+    assert graph.lower.estimator == "neumann"
+    assert graph.lower.estimator_options.iterations == 4
+    with pytest.raises(ConfigError, match=r"node 'lower'\.hypergradient\.alpah"):
+        use_estimator(graph.lower, "neumann", alpah=0.1)
+
+
+def test_options_of_another_estimator_are_refused_by_type() -> None:
+    graph = bilevel_graph(Quadratic.make(), "darts")
+    graph.lower.estimator_options = CGOptions()
+    with pytest.raises(TypeError, match="node 'lower': estimator 'darts' takes DartsOptions"):
+        graph.run_upper_step()
+
+
+def test_user_estimator_registers_and_runs_in_a_graph() -> None:
+    @dataclass(frozen=True)
+    class ExactOptions:
+        ridge: float = 0.0  # solve (H + ridge I) x = v densely
+
+    @register_estimator("test_dense_exact", ExactOptions, "dense H^{-1} (tiny lowers only)")
+    def dense_exact(vector, lower, upper, options):  # type: ignore[no-untyped-def]
+        params = lower.trainable_parameters()
+        _, grad_w = lower_gradient(lower)
+        (p,) = params
+        h = torch.stack(
+            [torch.autograd.grad(grad_w[0][i], p, retain_graph=True)[0] for i in range(p.numel())]
+        )
+        x = torch.linalg.solve(h + options.ridge * torch.eye(len(h), dtype=h.dtype), vector[0])
+        return mixed_vjp(grad_w, upper.trainable_parameters(), [x])
+
+    try:
+        with pytest.raises(ValueError, match="registered twice"):
+            register_estimator("test_dense_exact")(dense_exact)
+        problem = Quadratic.make()
+        graph = bilevel_graph(problem, "test_dense_exact", ridge=0.0)
+        got = graph.run_upper_step()
+        exact = exact_hypergradient(problem, problem.theta0())
+        assert float((got - exact).norm() / exact.norm()) < 1e-10
+    finally:
+        unregister_estimator("test_dense_exact")
+    assert "test_dense_exact" not in estimator_names()
+
+
+def test_docs_page_snippets_run() -> None:
+    code = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    assert code, "docs/hypergradients.md has no python snippet"
+    try:
+        for block in code:
+            exec(compile(block, str(DOCS), "exec"), {})
+    finally:
+        unregister_estimator("scaled_darts")
