@@ -35,11 +35,13 @@ import torch
 from metamask.hypergrad import get_estimator
 from metamask.hypergrad.problems import (
     DTYPE,
+    LowRankQuadratic,
     Quadratic,
     Ridge,
     bilevel_graph,
     exact_hypergradient,
     initial_lower,
+    sgd_unrolled_jacobian,
     unrolled_hypergradient,
 )
 
@@ -220,3 +222,23 @@ def test_estimator_functions_equal_their_definitions(name: str) -> None:
         spec = get_estimator(estimator)
         (got,) = spec.fn([v], lower, upper, spec.options_type(**options))
         assert rel(got, definition(problem, x_of(v))) < 1e-8, estimator
+
+
+def test_closed_forms_agree_with_each_other() -> None:
+    """The matrix-free quadratic's Woodbury solve and the two unrolled closed forms."""
+    small = LowRankQuadratic.make(n=12)
+    dense_h = torch.diag(small.d) + small.u @ small.u.T
+    dense = Quadratic(dense_h, torch.eye(12, dtype=DTYPE), small.c, small.a)
+    theta = small.theta0()
+    assert rel(exact_hypergradient(small, theta), exact_hypergradient(dense, theta)) < 1e-12
+    assert (
+        rel(
+            unrolled_hypergradient(small, theta, initial_lower(12), 0.05, 4),
+            unrolled_hypergradient(dense, theta, initial_lower(12), 0.05, 4),
+        )
+        < 1e-12
+    )
+    w, jac = sgd_unrolled_jacobian(dense, theta, initial_lower(12), 0.05, 4)  # forward recursion
+    v, _ = dense.upper_grads(w, theta)
+    assert rel(jac.T @ v, unrolled_hypergradient(dense, theta, initial_lower(12), 0.05, 4)) < 1e-12
+    assert run(small, "implicit_cg", iterations=12) < 1e-4

@@ -163,7 +163,77 @@ class Quadratic:
         return self.a.clone(), torch.zeros_like(theta)
 
 
-Problem = Ridge | Quadratic
+@dataclass
+class LowRankQuadratic:
+    """(b) at scale: ``H = diag(d) + U U^T`` (matrix-free, Woodbury), ``B = I``, ``F = a^T w``.
+
+    The same problem as :class:`Quadratic` with a Hessian that never materializes, so that
+    n can reach 10^6 and the estimators' own memory becomes visible.
+    """
+
+    d: Tensor
+    u: Tensor
+    c: Tensor
+    a: Tensor
+    name: str = "quadratic (diag + low rank)"
+
+    @classmethod
+    def make(
+        cls, n: int, rank: int = 4, condition: float = 100.0, seed: int = 0
+    ) -> LowRankQuadratic:
+        g = torch.Generator().manual_seed(seed)
+        d = torch.logspace(0, torch.log10(torch.tensor(condition / 2)).item(), n, dtype=DTYPE)
+        d = d[torch.randperm(n, generator=g)]
+        u = torch.randn(n, rank, generator=g, dtype=DTYPE) * (condition / (2 * n)) ** 0.5
+        return cls(
+            d, u, torch.randn(n, generator=g, dtype=DTYPE), torch.randn(n, generator=g, dtype=DTYPE)
+        )
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return len(self.d), len(self.d)
+
+    def theta0(self) -> Tensor:
+        return torch.linspace(-1, 1, len(self.d), dtype=DTYPE)
+
+    def hmv(self, x: Tensor) -> Tensor:
+        """``H x``."""
+        return self.d * x + self.u @ (self.u.T @ x)
+
+    def hsolve(self, x: Tensor) -> Tensor:
+        """``H^{-1} x`` by the Woodbury identity."""
+        dinv_x, dinv_u = x / self.d, self.u / self.d[:, None]
+        small = torch.eye(self.u.shape[1], dtype=DTYPE) + self.u.T @ dinv_u
+        return dinv_x - dinv_u @ torch.linalg.solve(small, self.u.T @ dinv_x)
+
+    def largest_curvature(self, iterations: int = 100) -> float:
+        """L = lambda_max(H) by power iteration."""
+        x = torch.ones_like(self.d)
+        for _ in range(iterations):
+            x = self.hmv(x)
+            x = x / x.norm()
+        return float(x @ self.hmv(x))
+
+    def lower_loss(self, w: Tensor, theta: Tensor) -> Tensor:
+        return 0.5 * w @ self.hmv(w) - w @ (theta + self.c)
+
+    def upper_loss(self, w: Tensor, theta: Tensor) -> Tensor:
+        return self.a @ w
+
+    def lower_grad(self, w: Tensor, theta: Tensor) -> Tensor:
+        return self.hmv(w) - (theta + self.c)
+
+    def solution(self, theta: Tensor) -> Tensor:
+        return self.hsolve(theta + self.c)
+
+    def upper_grads(self, w: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        return self.a.clone(), torch.zeros_like(theta)
+
+    def exact_hypergradient(self, theta: Tensor) -> Tensor:
+        return self.hsolve(self.a)  # B = I, J = -I
+
+
+Problem = Ridge | Quadratic | LowRankQuadratic
 
 
 def initial_lower(n: int) -> Tensor:
@@ -171,7 +241,7 @@ def initial_lower(n: int) -> Tensor:
     return torch.linspace(-0.5, 0.5, n, dtype=DTYPE)
 
 
-def implicit_hypergradient(problem: Problem, w: Tensor, theta: Tensor) -> Tensor:
+def implicit_hypergradient(problem: Ridge | Quadratic, w: Tensor, theta: Tensor) -> Tensor:
     """``direct - J^T H^{-1} dF/dw`` at ``(w, theta)``: exact at ``w = w*(theta)``."""
     v, direct = problem.upper_grads(w, theta)
     x = torch.linalg.solve(problem.hessian(w, theta), v)
@@ -180,11 +250,13 @@ def implicit_hypergradient(problem: Problem, w: Tensor, theta: Tensor) -> Tensor
 
 def exact_hypergradient(problem: Problem, theta: Tensor) -> Tensor:
     """The exact hypergradient of ``F(w*(theta), theta)``."""
+    if isinstance(problem, LowRankQuadratic):
+        return problem.exact_hypergradient(theta)
     return implicit_hypergradient(problem, problem.solution(theta), theta)
 
 
 def sgd_unrolled_jacobian(
-    problem: Problem, theta: Tensor, w0: Tensor, lr: float, steps: int
+    problem: Ridge | Quadratic, theta: Tensor, w0: Tensor, lr: float, steps: int
 ) -> tuple[Tensor, Tensor]:
     """``(w_K, d w_K / d theta)`` for K plain SGD steps, by forward recursion (no autograd)."""
     w = w0.clone()
@@ -200,10 +272,27 @@ def sgd_unrolled_jacobian(
 def unrolled_hypergradient(
     problem: Problem, theta: Tensor, w0: Tensor, lr: float, steps: int
 ) -> Tensor:
-    """Exact gradient of the unrolled objective ``F(w_K(theta), theta)`` for K SGD steps."""
-    w, d = sgd_unrolled_jacobian(problem, theta, w0, lr, steps)
+    """Exact gradient of the unrolled objective ``F(w_K(theta), theta)`` for K SGD steps.
+
+    Quadratic: ``D_K = lr sum_{j<K} (I - lr H)^j B``, applied to v with K matrix-vector
+    products; otherwise the forward recursion of :func:`sgd_unrolled_jacobian`.
+    """
+    if isinstance(problem, Quadratic | LowRankQuadratic):
+        w = w0.clone()
+        for _ in range(steps):
+            w = w - lr * problem.lower_grad(w, theta)
+        v, direct = problem.upper_grads(w, theta)
+        term, total = v.clone(), torch.zeros_like(v)
+        hmv = problem.hmv if isinstance(problem, LowRankQuadratic) else problem.h.__matmul__
+        for _ in range(steps):
+            total = total + term
+            term = term - lr * hmv(term)
+        if isinstance(problem, LowRankQuadratic):
+            return direct + lr * total
+        return direct + lr * problem.b.T @ total
+    w, jac = sgd_unrolled_jacobian(problem, theta, w0, lr, steps)
     v, direct = problem.upper_grads(w, theta)
-    return direct + d.T @ v
+    return direct + jac.T @ v
 
 
 # ----------------------------------------------------------------------------------------------
