@@ -110,3 +110,13 @@ def test_docs_page_snippets_run() -> None:
             exec(compile(block, str(DOCS), "exec"), {})
     finally:
         unregister_estimator("scaled_darts")
+
+
+def test_swap_example_runs_and_its_exact_estimators_match_the_closed_form() -> None:
+    import runpy
+
+    example = runpy.run_path(str(DOCS.parents[1] / "examples" / "swap_hypergradient.py"))
+    darts, cg, unrolled = example["main"]()
+    assert cg["first"] == pytest.approx(cg["closed"], rel=1e-6)
+    assert unrolled["first"] == pytest.approx(unrolled["closed"], rel=1e-6)
+    assert darts["first"] != pytest.approx(darts["closed"], rel=0.5)  # identity-Hessian bias
