@@ -28,9 +28,9 @@ METRICS: tuple[str, ...] = (
     "token_accuracy",
 )
 
-# Per-token labels (metric token_accuracy) use this value at positions that must not be scored
-# (padding): the same value as torch's cross-entropy ``ignore_index`` default.
-IGNORE_LABEL = -100
+# Per-token labels (metric token_accuracy) hold this value at positions that must not be scored
+# (padding); metamask.evaluate passes it to cross-entropy as ``ignore_index``.
+IGNORE_LABEL = -1
 # The label of every example of an unlabelled dataset (``DatasetInfo.labelled`` False).
 NO_LABEL = -1
 

@@ -11,11 +11,11 @@ Every loader ends here, so that the split rules live in one place:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from metamask.data.base import ArrayDataset, DataBundle, DatasetInfo, LoadOptions, stratified_split
 from metamask.errors import DataError
@@ -99,6 +99,20 @@ def standardised(xs: dict[str, np.ndarray], how: Standardise) -> dict[str, np.nd
     return {k: ((v - mean) / std).astype(np.float32) for k, v in xs.items()}
 
 
+class IndexSubset(Dataset):
+    """Items ``indices[i]`` of ``base``; indices kept as one int64 array (8 bytes each), not the
+    Python list torch's Subset holds (~36 bytes each), for datasets with millions of rows."""
+
+    def __init__(self, base: Dataset, indices: np.ndarray) -> None:
+        self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.base[int(self.indices[index])]
+
+
 def lazy_bundle(
     info: DatasetInfo,
     pool: Dataset,
@@ -107,6 +121,7 @@ def lazy_bundle(
     test: Dataset | None = None,
     val: Dataset | None = None,
     pretrain: Dataset | None = None,
+    eval_pool: Dataset | None = None,
 ) -> DataBundle:
     """Splits of a lazily decoded dataset by index, without touching its items.
 
@@ -117,18 +132,21 @@ def lazy_bundle(
         test: the official test split; None: ``TEST_FRACTION`` of ``pool`` is held out.
         val: an official validation split; None: ``val_fraction`` of the rest is held out.
         pretrain: data for pretraining only; None: pretraining uses the training split.
+        eval_pool: the same items as ``pool`` decoded without training-time randomness (random
+            crops); the validation and test splits held out of ``pool`` are taken from it.
     """
     labels = np.asarray(labels)
-    if len(labels) != len(pool):  # type: ignore[arg-type]
-        raise DataError(f"dataset {info.name}: {len(labels)} labels for {len(pool)} items")  # type: ignore[arg-type]
+    n_pool = len(pool)  # type: ignore[arg-type]
+    if len(labels) != n_pool:
+        raise DataError(f"dataset {info.name}: {len(labels)} labels for {n_pool} items")
     rest = np.arange(len(labels))
     if test is None:
         rest, test_idx = split_indices(labels, TEST_FRACTION, options.seed)
-        test = Subset(pool, test_idx.tolist())
+        test = IndexSubset(eval_pool or pool, test_idx)
     if val is None:
         tr, va = split_indices(labels[rest], options.val_fraction, options.seed + 1)
-        train: Dataset = Subset(pool, rest[tr].tolist())
-        val = Subset(pool, rest[va].tolist())
+        train: Dataset = IndexSubset(pool, rest[tr])
+        val = IndexSubset(eval_pool or pool, rest[va])
     else:
-        train = pool if len(rest) == len(labels) else Subset(pool, rest.tolist())
+        train = pool if len(rest) == len(labels) else IndexSubset(pool, rest)
     return DataBundle(info, train, val, test, pretrain)

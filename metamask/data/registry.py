@@ -66,3 +66,11 @@ def _ensure_loaded() -> None:
         embedded_speech,
         embedded_wafer,
     )
+    from metamask.data.dabs import (  # noqa: F401
+        images,
+        pickled,
+        sensor,
+        speech,
+        tabular,
+        tokens,
+    )
