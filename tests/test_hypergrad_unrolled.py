@@ -114,6 +114,17 @@ def test_unrolled_on_a_plain_node_names_the_node() -> None:
         spec.fn([v], graph.upper, graph.lower, spec.options_type())
 
 
+def test_build_time_check_names_a_node_that_cannot_unroll() -> None:
+    from metamask.nodes.differentiable import check_estimator_support
+
+    graph = bilevel_graph(Quadratic.make(), "first_order")
+    graph.upper.estimator = "unrolled"
+    with pytest.raises(ConfigError, match=r"node 'upper': estimator 'unrolled'.*UpperNode"):
+        check_estimator_support(graph.upper)
+    use_estimator(graph.lower, "unrolled")
+    check_estimator_support(graph.lower)  # a DifferentiableNode: fine
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [

@@ -139,3 +139,19 @@ class DifferentiableNode(Node):
                 f"node '{self.name}', local step {self._count}: unrolled gradient is not finite"
             )
         self.last_metrics["grad_norm"] = norm
+
+
+def check_estimator_support(node: Node) -> None:
+    """Raise ConfigError, naming the node, if its estimator needs what the node cannot give.
+
+    Call it when a graph is built, so that ``hypergradient: {type: unrolled}`` on a node type
+    that does not record trajectories fails before training rather than at the first upper
+    step.
+    """
+    estimator = get_estimator(node.estimator)
+    if estimator.needs_trajectory and not isinstance(node, DifferentiableNode):
+        raise ConfigError(
+            f"node '{node.name}': estimator '{estimator.name}' differentiates through the "
+            f"node's optimizer steps, which {type(node).__name__} does not record (its class "
+            "must derive from metamask.nodes.differentiable.DifferentiableNode)"
+        )
