@@ -2,9 +2,11 @@
 
 libespeak-ng is driven through ctypes (``espeak_Initialize`` in synchronous mode, a synthesis
 callback collecting 16-bit PCM, ``espeak_SetVoiceByName`` / ``espeak_SetParameter`` /
-``espeak_Synth``). Two properties of the library shape this module:
+``espeak_Synth``). Three properties of the library shape this module:
 
-* its output depends on hidden global state left by earlier utterances (the same word comes out
+* it draws random numbers (its own generator, seeded from the clock at start-up, and libc's
+  ``rand`` for some voice variants): both are re-seeded with a constant before each utterance;
+* its output still depends on hidden state left by earlier utterances (the same word comes out
   a few samples longer or shorter on a second call, even after ``espeak_Terminate`` and a fresh
   ``espeak_Initialize``), but a fresh process replays exactly the same sequence;
 * on some errors it calls ``exit()``.
@@ -22,6 +24,7 @@ import json
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ POS_CHARACTER = 1  # espeak_POSITION_TYPE
 CHARS_UTF8 = 1  # espeak_Synth flags
 PARAM_RATE, PARAM_PITCH = 1, 3  # espeak_PARAMETER
 TIMEOUT_S = 120
+RANDOM_SEED = 20231026  # any fixed value
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,22 @@ def _unpack(blob: bytes, expected: int) -> tuple[list[np.ndarray], int]:
     return [samples[a:b].copy() for a, b in itertools.pairwise(bounds)], sample_rate
 
 
+def _reseeders(lib: ctypes.CDLL) -> Callable[[], None]:
+    """Fix the random sources eSpeak NG draws from (its own generator, seeded from the clock
+    at start-up, and libc's rand used by some voice variants) before each utterance."""
+    libc = ctypes.CDLL(None)
+    seed_espeak = getattr(lib, "espeak_ng_SetRandSeed", None)
+    if seed_espeak is not None:
+        seed_espeak.argtypes = [ctypes.c_long]
+
+    def reseed() -> None:
+        if seed_espeak is not None:
+            seed_espeak(RANDOM_SEED)
+        libc.srand(RANDOM_SEED)
+
+    return reseed
+
+
 def _render(library: str, data_dir: str, jobs: list[dict[str, object]]) -> bytes:
     """Child side: initialise the library once and synthesise every job in order."""
     lib = ctypes.CDLL(library)
@@ -111,8 +131,10 @@ def _render(library: str, data_dir: str, jobs: list[dict[str, object]]) -> bytes
 
     callback = callback_type(collect)  # kept alive for the library's whole use
     lib.espeak_SetSynthCallback(callback)
+    reseed = _reseeders(lib)
     waves = []
     for job in jobs:
+        reseed()
         if lib.espeak_SetVoiceByName(str(job["voice"]).encode()) != 0:
             raise RuntimeError(f"eSpeak NG has no voice {job['voice']!r}")
         lib.espeak_SetParameter(PARAM_RATE, int(str(job["rate"])), 0)
