@@ -672,12 +672,13 @@ def item_keys(dataset: object) -> list[object]:
     return [(id(dataset), i) for i in range(len(dataset))]  # type: ignore[arg-type]
 
 
-def assert_disjoint(bundle: object) -> None:
-    """train, val and test share no item, and none is empty."""
+def assert_disjoint(bundle: object, repeats: bool = False) -> None:
+    """train, val and test share no item, and none is empty; with ``repeats`` an item may occur
+    twice within one split (PAMAP2 draws windows with replacement, as DABS does)."""
     keys = {name: item_keys(getattr(bundle, name)) for name in ("train", "val", "test")}
     for name, k in keys.items():
         assert k, f"{name} split is empty"
-        assert len(set(k)) == len(k), f"{name} split repeats an item"
+        assert repeats or len(set(k)) == len(k), f"{name} split repeats an item"
     assert not set(keys["train"]) & set(keys["val"])
     assert not set(keys["train"]) & set(keys["test"])
     assert not set(keys["val"]) & set(keys["test"])

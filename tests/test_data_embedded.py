@@ -33,7 +33,7 @@ def bundles() -> dict[str, object]:
 
 
 def test_every_embedded_dataset_is_registered_with_its_declared_facts() -> None:
-    assert EMBEDDED == sorted(EXPECTED)
+    assert sorted(EXPECTED) == EMBEDDED
     for name, (shape, classes, metric, labelled) in EXPECTED.items():
         info = all_datasets()[name].info
         assert (info.input_shape, info.num_classes, info.metric, info.labelled) == (

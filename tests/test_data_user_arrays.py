@@ -116,7 +116,7 @@ def test_bad_npz_files_raise_one_line_errors_naming_the_file(
 def test_missing_file_is_reported_by_requires_and_load(tmp_path: Path) -> None:
     entry = array_dataset_entry("mine", _source(tmp_path / "nope.npz"))
     assert entry.requires(LoadOptions()) == f"file {tmp_path / 'nope.npz'} does not exist"
-    with pytest.raises(DataError, match="nope.npz does not exist"):
+    with pytest.raises(DataError, match=r"nope\.npz does not exist"):
         entry.load(LoadOptions())
 
 

@@ -29,7 +29,9 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     """Split ``range(len(labels))`` into (rest, held_out) with ``fraction`` held out.
 
     Stratified by class when ``labels`` is a 1-D integer array (regression targets, per-token
-    labels and unlabelled data are split uniformly at random). Both index arrays are sorted.
+    labels and unlabelled data are split uniformly at random). When every class is too small
+    to lend the held-out part a member (a handful of examples), the split is uniform too, so
+    neither part is empty. Both index arrays are sorted.
     """
     if not 0.0 < fraction < 1.0:
         raise DataError(f"a held-out fraction must lie strictly between 0 and 1, got {fraction}")
@@ -37,6 +39,11 @@ def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     if labels.ndim != 1:  # per-token labels: split examples, not classes
         labels = np.zeros(len(labels), dtype=np.float32)
     rest, held = stratified_split(labels, [1.0 - fraction, fraction], seed)
+    if (len(held) == 0 or len(rest) == 0) and len(labels) >= 2:
+        # classes too small to give the held-out part a member each: split uniformly instead
+        count = min(max(1, round(fraction * len(labels))), len(labels) - 1)
+        order = np.random.default_rng(seed).permutation(len(labels))
+        held, rest = np.sort(order[:count]), np.sort(order[count:])
     return rest, held
 
 

@@ -12,6 +12,7 @@ written by pandas 1.5, 2.2 and 3.0. Still: only load pickles from your own data 
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 return found
         if module in ("builtins", "__builtin__") and name in _BUILTINS:
             return _BUILTINS[name]
+        if (module, name) == ("_codecs", "encode"):  # bytes in protocol-2 pickles written by py3
+            return codecs.encode
         if module.split(".")[0] == "pandas":
             if name in _STAND_INS:
                 return _STAND_INS[name]
