@@ -40,7 +40,7 @@ class Layouts:
     def why_missing(self, options: LoadOptions, required: Sequence[str]) -> str | None:
         """None when some layout has every ``required`` path, else the reason (cheap: stats)."""
         if not options.data_root:
-            return "needs --data-root (a folder holding the DABS data; nothing is downloaded)"
+            return "needs --data-root (the folder holding the DABS data; nothing is downloaded)"
         root = Path(options.data_root).expanduser()
         if not root.is_dir():
             return f"data root {root} is not a folder"
