@@ -66,6 +66,16 @@ def test_registered_array_dataset_is_found_by_name(tmp_path: Path) -> None:
         DATASETS.pop(name, None)
 
 
+def test_load_array_dataset_checks_and_leaves_the_registry_alone(tmp_path: Path) -> None:
+    from metamask.data.user_arrays import load_array_dataset
+
+    before = set(DATASETS)
+    bundle = load_array_dataset("unregistered", _source(_npz(tmp_path / "a.npz")))
+    assert bundle.info.name == "unregistered" and set(DATASETS) == before
+    with pytest.raises(DataError, match=r"dataset unregistered: file .*b\.npz does not exist"):
+        load_array_dataset("unregistered", _source(tmp_path / "b.npz"))
+
+
 def test_csv_features_and_label_column_become_flat_tokens(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     rows = ["a,b,label,c"] + [f"{i},{i * 2},{i % 2},{-i}" for i in range(20)]

@@ -30,11 +30,15 @@ def get_dataset(name: str) -> DatasetEntry:
 
 def load_dataset(name: str, options: LoadOptions | None = None) -> DataBundle:
     """Load the splits of dataset ``name``; DataError when it cannot be loaded here."""
+    return load_entry(get_dataset(name), options)
+
+
+def load_entry(entry: DatasetEntry, options: LoadOptions | None = None) -> DataBundle:
+    """Load a dataset entry, registered or not: availability check, load, shape check."""
     options = options or LoadOptions()
-    entry = get_dataset(name)
     reason = entry.requires(options)
     if reason is not None:
-        raise DataError(f"dataset {name}: {reason}")
+        raise DataError(f"dataset {entry.info.name}: {reason}")
     bundle = entry.load(options)
     _check_bundle(bundle)
     return bundle

@@ -36,7 +36,7 @@ from metamask.data.base import (
     Modality,
 )
 from metamask.data.bundles import split_bundle
-from metamask.data.registry import register_dataset
+from metamask.data.registry import load_entry, register_dataset
 from metamask.errors import DataError
 
 
@@ -103,6 +103,14 @@ def array_dataset_entry(name: str, source: ArraySource) -> DatasetEntry:
 def register_array_dataset(name: str, source: ArraySource) -> DatasetEntry:
     """Register the user's arrays under ``name`` so that ``load_dataset(name)`` finds them."""
     return register_dataset(array_dataset_entry(name, source))
+
+
+def load_array_dataset(
+    name: str, source: ArraySource, options: LoadOptions | None = None
+) -> DataBundle:
+    """Load the user's arrays without registering them (what a run spec's ``data.arrays``
+    needs: nothing global changes, so two runs in one process cannot clash on the name)."""
+    return load_entry(array_dataset_entry(name, source), options)
 
 
 def load_arrays(info: DatasetInfo, source: ArraySource, options: LoadOptions) -> DataBundle:
