@@ -91,3 +91,9 @@ def test_missing_subject_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "sensor/pamap2/Protocol/subject105.dat").unlink()
     with pytest.raises(DataError, match=r"sensor/pamap2/Protocol/subject105\.dat \(MetaMAE"):
         _load(tmp_path)
+
+
+def test_runs_too_short_for_a_window_are_reported(pamap2: tuple[Path, dict]) -> None:
+    root, _ = pamap2
+    with pytest.raises(DataError, match="no validation activity run is longer than 320 rows"):
+        load_dataset("pamap2", LoadOptions(data_root=str(root), val_fraction=0.1))

@@ -104,7 +104,7 @@ def activity_runs(activity: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def draw_windows(
-    runs: list[tuple[int, int, int, int]], count: int, seed: int
+    runs: list[tuple[int, int, int, int]], count: int, seed: int, split: str = "windows"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` windows: (recording, first row, label) arrays, drawn with ``seed``.
 
@@ -116,7 +116,10 @@ def draw_windows(
         if end - start > WINDOW:
             groups.setdefault((rec, label), []).append((start, end - WINDOW))
     if not groups:
-        raise DataError(f"no activity run is longer than {WINDOW} rows")
+        raise DataError(
+            f"dataset pamap2: no {split} activity run is longer than {WINDOW} rows "
+            "(a shorter val_fraction leaves longer training runs)"
+        )
     keys = sorted(groups)
     rng = np.random.default_rng(seed)
     picks = rng.integers(len(keys), size=count)
@@ -166,9 +169,13 @@ def _load_pamap2(options: LoadOptions) -> DataBundle:
             val_runs.append((rec, label, cut, end))
     return DataBundle(
         PAMAP2,
-        train=PamapWindows(recordings, draw_windows(train_runs, TRAIN_WINDOWS, options.seed)),
-        val=PamapWindows(recordings, draw_windows(val_runs, EVAL_WINDOWS, options.seed + 1)),
-        test=PamapWindows(recordings, draw_windows(test_runs, EVAL_WINDOWS, DABS_SEED)),
+        train=PamapWindows(
+            recordings, draw_windows(train_runs, TRAIN_WINDOWS, options.seed, "training")
+        ),
+        val=PamapWindows(
+            recordings, draw_windows(val_runs, EVAL_WINDOWS, options.seed + 1, "validation")
+        ),
+        test=PamapWindows(recordings, draw_windows(test_runs, EVAL_WINDOWS, DABS_SEED, "test")),
     )
 
 
