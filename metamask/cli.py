@@ -109,14 +109,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from metamask.config import load_spec
-    from metamask.data.registry import get_dataset
     from metamask.graph import validate_graph
     from metamask.models.mae import MaskedAutoencoder
     from metamask.report import edge_lines, graph_table
+    from metamask.run import pretrain_info
 
     spec = load_spec(args.spec, args.overrides)
     validate_graph(spec.graph, str(args.spec))
-    info = get_dataset(spec.data.dataset).info
+    info = pretrain_info(spec)
     model = MaskedAutoencoder(info, spec.model)
     enc, dec = spec.model.encoder, spec.model.decoder
     if spec.description:

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from metamask.data.user_arrays import ArraySource
 from metamask.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
@@ -36,6 +37,7 @@ class DataSpec:
     data_root: str | None = None  # folder holding real DABS data; embedded datasets ignore it
     val_fraction: float = 0.2  # share of the training split held out for model selection
     drop_last: bool = True  # drop the last incomplete pretraining batch
+    arrays: ArraySource | None = None  # your own .npz/.csv data, named `dataset` (docs/datasets.md)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class ProbeSpec:
 class EvalSpec:
     probe: ProbeSpec = field(default_factory=ProbeSpec)  # linear probe on frozen features
     enabled: bool = True  # evaluate at the end of `metamask run`
+    dataset: str | None = None  # probe another dataset of the same input shape (DABS transfer)
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,10 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{source}: {where}: expected a list, got {_kind(value)}")
         return [_convert(args[0], v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: {where}: expected a list, got {_kind(value)}")
+        return tuple(_convert(args[0], v, source, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(

@@ -19,11 +19,11 @@ from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from metamask.config import ProbeSpec
-from metamask.data.base import DataBundle, DatasetInfo
+from metamask.data.base import IGNORE_LABEL, DataBundle, DatasetInfo
 from metamask.models.heads import linear_head
 from metamask.models.mae import MaskedAutoencoder
 
-IGNORE = -1  # token-level labels: positions to leave unscored (padding)
+IGNORE = IGNORE_LABEL  # token-level labels: positions to leave unscored (padding)
 
 
 @dataclass

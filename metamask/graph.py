@@ -26,6 +26,7 @@ from metamask.data.base import DataBundle
 from metamask.errors import DataError, GraphError, did_you_mean
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.base import Node
+from metamask.nodes.differentiable import check_estimator_support
 
 T = TypeVar("T")
 
@@ -309,6 +310,8 @@ def build_graph(
         node_spec = spec.graph.nodes[name]
         node_type = get_node_type(node_spec.type, f"{source}: graph.nodes.{name}.type")
         node = node_type.build(context, name, node_spec)
+        if not node.hypergradient_in_graph:
+            check_estimator_support(node)
         context.nodes[name] = node
     problems = [context.nodes[name] for name in spec.graph.nodes]
     dependencies = {

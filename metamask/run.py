@@ -15,9 +15,10 @@ from rich.console import Console
 
 from metamask.checkpoint import write_json
 from metamask.config import RunSpec, spec_to_dict
-from metamask.data.base import LoadOptions
-from metamask.data.registry import load_dataset
-from metamask.errors import ConfigError
+from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
+from metamask.data.registry import get_dataset, load_dataset
+from metamask.data.user_arrays import array_dataset_entry, load_array_dataset
+from metamask.errors import ConfigError, DataError
 from metamask.evaluate import ProbeResult, linear_probe
 from metamask.graph import Graph, build_graph
 from metamask.train import Trainer, TrainSummary
@@ -49,6 +50,45 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def load_options(spec: RunSpec) -> LoadOptions:
+    return LoadOptions(
+        seed=spec.seed, val_fraction=spec.data.val_fraction, data_root=spec.data.data_root
+    )
+
+
+def pretrain_info(spec: RunSpec) -> DatasetInfo:
+    """Facts of the spec's pretraining data, without loading it."""
+    if spec.data.arrays is not None:
+        return array_dataset_entry(spec.data.dataset, spec.data.arrays).info
+    return get_dataset(spec.data.dataset).info
+
+
+def load_pretrain_data(spec: RunSpec) -> DataBundle:
+    """The spec's pretraining dataset: a registered one, or the user's arrays (data.arrays)."""
+    if spec.data.arrays is not None:
+        return load_array_dataset(spec.data.dataset, spec.data.arrays, load_options(spec))
+    return load_dataset(spec.data.dataset, load_options(spec))
+
+
+def load_eval_data(spec: RunSpec, pretrain: DataBundle, source: str = "<spec>") -> DataBundle:
+    """The probe's dataset: the pretraining one, or ``eval.dataset`` (transfer, same shape)."""
+    if spec.eval.dataset is None or spec.eval.dataset == pretrain.info.name:
+        return pretrain
+    bundle = load_dataset(spec.eval.dataset, load_options(spec))
+    ours, theirs = pretrain.info, bundle.info
+    if (ours.modality, ours.input_shape, ours.vocab_size) != (
+        theirs.modality,
+        theirs.input_shape,
+        theirs.vocab_size,
+    ):
+        raise DataError(
+            f"{source}: eval.dataset: {theirs.name} has {theirs.modality} inputs "
+            f"{theirs.input_shape} but the encoder was pretrained on {ours.name} "
+            f"({ours.modality} {ours.input_shape})"
+        )
+    return bundle
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -68,20 +108,19 @@ def run_spec(
         torch.set_num_threads(spec.train.threads)
     device = resolve_device(spec.train.device)
     seed_everything(spec.seed)
-    options = LoadOptions(
-        seed=spec.seed, val_fraction=spec.data.val_fraction, data_root=spec.data.data_root
-    )
-    bundle = load_dataset(spec.data.dataset, options)
+    bundle = load_pretrain_data(spec)
     graph = build_graph(spec, bundle, device, source)
     summary = Trainer(graph, spec, out_dir, console, progress).run()
     probe = None
-    if spec.eval.enabled and bundle.info.labelled:
+    eval_bundle = load_eval_data(spec, bundle, source)
+    if spec.eval.enabled and eval_bundle.info.labelled:
         started = time.perf_counter()
-        probe = linear_probe(graph.mae, bundle, spec.eval.probe, device, spec.seed)
+        probe = linear_probe(graph.mae, eval_bundle, spec.eval.probe, device, spec.seed)
         probe_seconds = time.perf_counter() - started
     results = {
         "name": spec.name,
         "dataset": bundle.info.name,
+        "eval_dataset": eval_bundle.info.name,
         "seed": spec.seed,
         "device": str(device),
         "metric": probe.metric if probe else None,

@@ -17,6 +17,7 @@ from torch import nn
 
 from metamask.config import ModelSpec
 from metamask.data.base import DatasetInfo
+from metamask.errors import ConfigError
 from metamask.models.masking import Masks
 from metamask.models.tokenizers import Tokenizer, TokenTokenizer, build_tokenizer
 from metamask.models.transformer import Decoder, Encoder
@@ -34,6 +35,11 @@ class MaskedAutoencoder(nn.Module):
         self.tokenizer: Tokenizer = build_tokenizer(info, spec.encoder.width)
         self.encoder = Encoder(self.tokenizer.grid, spec.encoder)
         # discrete tokens: the decoder predicts a D-wide vector, tied to the embedding table
+        if spec.norm_pix and not self.tokenizer.discrete and self.tokenizer.target_dim < 2:
+            raise ConfigError(
+                f"model.norm_pix: tokens of {info.name} hold one value each (patch {info.patch}), "
+                "which per-token normalisation would turn into NaN; set norm_pix: false"
+            )
         out_dim = spec.encoder.width if self.tokenizer.discrete else self.tokenizer.target_dim
         self.decoder = Decoder(self.tokenizer.grid, spec.encoder.width, spec.decoder, out_dim)
 
