@@ -59,9 +59,14 @@ class MaskedAutoencoder(nn.Module):
         """Positioned tokens (B, L, D) -> latent (B, 1 + K, D) of the kept tokens (all if None)."""
         return self.encoder(tokens, None if masks is None else masks.ids_keep)
 
-    def decode(self, latent: torch.Tensor, masks: Masks) -> torch.Tensor:
-        """Latent (B, 1 + K, D) -> predictions (B, L, target_dim) or logits (B, L, V)."""
-        out = self.decoder(latent, masks.ids_restore)
+    def decode(
+        self, latent: torch.Tensor, masks: Masks, select: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Latent (B, 1 + K, D) -> predictions (B, L, target_dim) or logits (B, L, V).
+
+        With a (B, L) bool ``select``, only the selected positions: (N, target_dim) / (N, V).
+        """
+        out = self.decoder(latent, masks.ids_restore, select)
         if isinstance(self.tokenizer, TokenTokenizer):
             return self.tokenizer.logits(out)
         return out
@@ -76,10 +81,22 @@ class MaskedAutoencoder(nn.Module):
         return target
 
     def token_losses(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-token loss (B, L): mean squared error over a token's values, or cross-entropy."""
+        """Per-token loss, shaped like ``target`` without its value dimension: mean squared
+        error over a token's values, or cross-entropy of its logits."""
         if self.tokenizer.discrete:
-            return F.cross_entropy(pred.transpose(1, 2), target, reduction="none")
+            flat = F.cross_entropy(
+                pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none"
+            )
+            return flat.reshape(target.shape)
         return (pred - target).pow(2).mean(dim=-1)
+
+    def reconstruction_loss(
+        self, latent: torch.Tensor, masks: Masks, target: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """sum(w * loss) / sum(w) over the tokens of the batch; decodes only where w > 0."""
+        select = weights > 0  # (B, L)
+        pred = self.decode(latent, masks, select)  # (N, P) or (N, V)
+        return masked_mean(self.token_losses(pred, target[select]), weights[select])
 
     def features(
         self, x: torch.Tensor, pool: Literal["global", "tokens", "cls"] = "global"

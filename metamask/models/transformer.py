@@ -101,7 +101,14 @@ class Decoder(nn.Module):
         init_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, select: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, L, out_dim) predictions; with a (B, L) bool ``select``, those rows only (N, out_dim).
+
+        The final norm and head are per-token, so skipping unselected positions changes nothing
+        but the cost (MetaMAE's support loss needs ~1/5 of the positions).
+        """
         x = self.embed(latent)  # (B, 1+K, Dd)
         b, length = ids_restore.shape
         fill = self.mask_token.expand(b, length + 1 - x.shape[1], -1)
@@ -109,5 +116,7 @@ class Decoder(nn.Module):
         index = ids_restore.unsqueeze(-1).expand(-1, -1, seq.shape[-1])
         seq = torch.gather(seq, 1, index)  # (B, L, Dd) in position order
         x = torch.cat([x[:, :1], seq], dim=1) + self.pos_embed
-        x = self.norm(self.blocks(x))
-        return self.head(x[:, 1:])  # (B, L, out_dim), CLS dropped
+        x = self.blocks(x)[:, 1:]  # (B, L, Dd), CLS dropped
+        if select is not None:
+            x = x[select]  # (N, Dd)
+        return self.head(self.norm(x))

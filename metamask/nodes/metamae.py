@@ -29,7 +29,7 @@ from metamask.graph import BuildContext, register_node_type
 from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
 from metamask.metamae import nearby_support, pool_tokens, task_contrastive_loss
 from metamask.models.heads import Projector
-from metamask.models.mae import MaskedAutoencoder, masked_mean
+from metamask.models.mae import MaskedAutoencoder
 from metamask.models.masking import Masks, RandomMasker
 from metamask.models.transformer import twice_differentiable
 from metamask.nodes.base import Node
@@ -117,13 +117,13 @@ class Adapt(Node):
         first_loss: list[float] = []
 
         def support_loss(latent: torch.Tensor) -> torch.Tensor:
+            # pooled over every support token of the batch, x B: the step size acts per sample
             if self.solver.second_order:
                 with twice_differentiable(model.decoder):
-                    pred = model.decode(latent, masks)
+                    loss = model.reconstruction_loss(latent, masks, target, support)
             else:
-                pred = model.decode(latent, masks)
-            # pooled over every support token of the batch, x B: the step size acts per sample
-            loss = masked_mean(model.token_losses(pred, target), support) * batch_size
+                loss = model.reconstruction_loss(latent, masks, target, support)
+            loss = loss * batch_size
             if not first_loss:
                 first_loss.append(float(loss.detach()) / batch_size)
             return loss
@@ -180,8 +180,9 @@ class Reconstruct(Node):
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         mae = self.outer.mae
         if isinstance(batch, LatentTask):
-            pred = mae.decode(batch.adapted, batch.masks)
-            rec = masked_mean(mae.token_losses(pred, batch.target), batch.masks.mask)
+            rec = mae.reconstruction_loss(
+                batch.adapted, batch.masks, batch.target, batch.masks.mask
+            )
             terms = {"reconstruction": rec}
             if self.reg_weight > 0:
                 assert self.outer.projector is not None
@@ -197,8 +198,7 @@ class Reconstruct(Node):
         x = batch[0]
         tokens = mae.embed(x)
         masks = self.masker(tokens)
-        pred = mae.decode(mae.encode(tokens, masks), masks)
-        rec = masked_mean(mae.token_losses(pred, mae.targets(x)), masks.mask)
+        rec = mae.reconstruction_loss(mae.encode(tokens, masks), masks, mae.targets(x), masks.mask)
         return {"loss": rec, "reconstruction": rec}
 
 
