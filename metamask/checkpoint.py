@@ -8,6 +8,7 @@ with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -19,31 +20,38 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from metamask.errors import CheckpointError, MetamaskError
+from metamask.errors import CheckpointError, OutputError
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through ``write(file)`` atomically (temp file + fsync + rename)."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` through ``write(file)`` atomically (temp file + fsync + rename).
+
+    Raises:
+        OutputError: the folder or file cannot be written (disk full, file too large, no
+            permission); ``path`` then still holds its previous content, if any, and no
+            temporary file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise MetamaskError(f"{path}: could not write ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
     finally:
-        os.close(dir_fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -57,8 +65,15 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically save a checkpoint dict (tensors and plain data only)."""
-    atomic_write(path, lambda f: torch.save(state, f))
+    """Atomically save a checkpoint dict (tensors and plain data only).
+
+    The state is serialised in memory first, so that a full disk surfaces as an OSError of
+    the file write (an :class:`OutputError`), not as an error inside torch's zip writer.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

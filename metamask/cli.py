@@ -1,7 +1,9 @@
 """The ``metamask`` command: run a spec, show its graph, list datasets.
 
-User mistakes (a bad spec, a missing file) print one line and exit with code 2; ``--debug``
-shows the traceback instead.
+User mistakes (a bad spec, a missing file, a full disk) print one line and exit with code 2;
+``--debug`` shows the traceback instead. A non-finite loss exits with 3, SIGINT / SIGTERM
+(after a checkpoint) with 130 / 143. ``metamask run SPEC --resume DIR`` continues a run;
+``torchrun --nproc-per-node N -m metamask run SPEC --distributed`` trains data-parallel.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from metamask.errors import MetamaskError
+from metamask.errors import CheckpointError, Interrupted, MetamaskError, NonFiniteError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", default=None, help="folder of real DABS data (overrides data.data_root)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR from its checkpoint.pt (same spec; writes into DIR)",
+    )
+    run.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one process of a data-parallel run started by torchrun (docs/scaling.md)",
+    )
 
     show = sub.add_parser("show", help="print a spec's graph: nodes, edges, estimator per node")
     show.add_argument("spec", type=Path)
@@ -71,16 +85,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MetamaskError as exc:
         if args.debug:
             raise
-        Console(stderr=True).print(
-            f"[bold red]metamask: error:[/] {exc}", highlight=False, soft_wrap=True
-        )
+        _report(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         Console(stderr=True).print("metamask: interrupted")
         return 130
+    finally:
+        from metamask import distributed
+
+        distributed.close()
+
+
+def _report(exc: MetamaskError) -> None:
+    """One line on stderr; other ranks of a distributed run add their rank, and stay silent on
+    the stops every process agrees on (non-finite values, signals), which rank 0 reports."""
+    from metamask import distributed
+
+    label = "stopped" if isinstance(exc, Interrupted) else "error"
+    if not distributed.is_main():
+        if isinstance(exc, Interrupted | NonFiniteError):
+            return
+        label += f" (rank {distributed.rank()})"
+    Console(stderr=True).print(
+        f"[bold red]metamask: {label}:[/] {exc}", highlight=False, soft_wrap=True
+    )
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from metamask import distributed
     from metamask.config import load_spec
     from metamask.report import print_table, results_table
     from metamask.run import run_spec
@@ -91,9 +123,22 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.data_root:
         overrides.append(f"data.data_root={args.data_root}")
     spec = load_spec(args.spec, overrides)
-    out = args.out or Path("runs") / spec.name / time.strftime("%Y%m%d-%H%M%S")
-    console.print(f"[bold]{spec.name}[/]: {spec.train.steps} steps -> {out}")
-    result = run_spec(spec, out, source=str(args.spec), progress=not args.quiet)
+    if args.resume is not None and not args.resume.exists():
+        raise CheckpointError(f"--resume {args.resume}: no such run folder or checkpoint")
+    if args.distributed:
+        distributed.launch(spec.train.device)
+    main_process = distributed.is_main()
+    out = args.out or _resume_folder(args.resume)
+    out = out or Path("runs") / spec.name / time.strftime("%Y%m%d-%H%M%S")
+    if not main_process:
+        console.quiet = True
+    what = f"resuming {args.resume}" if args.resume else f"{spec.train.steps} steps"
+    processes = distributed.world_size()
+    across = f" on {processes} processes" if processes > 1 else ""
+    console.print(f"[bold]{spec.name}[/]: {what}{across} -> {out}")
+    result = run_spec(spec, out, source=str(args.spec), progress=not args.quiet, resume=args.resume)
+    if not main_process:
+        return 0
     r = result.results
     row = {
         "run": spec.name,
@@ -105,6 +150,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     }
     print_table(results_table([row], f"results ({out}/results.json)", row.keys()), console)
     return 0
+
+
+def _resume_folder(resume: Path | None) -> Path | None:
+    """The run folder a resumed run keeps writing into: DIR, or the checkpoint file's folder."""
+    if resume is None:
+        return None
+    return resume if resume.is_dir() else resume.parent
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:

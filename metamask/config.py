@@ -132,6 +132,7 @@ class TrainSpec:
     checkpoint_every: int = 0  # 0: checkpoint only at the end
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # NaN/inf loss or gradient: stop, or skip it
 
 
 @dataclass(frozen=True)

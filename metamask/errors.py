@@ -1,7 +1,9 @@
-"""Errors a user can cause, each rendered by the CLI as one line and exit code 2.
+"""Errors a user can cause, each rendered by the CLI as one line and an exit code.
 
-Anything raised as a :class:`MetamaskError` is the user's input being wrong (a spec, a data
-file, a checkpoint); anything else is a bug in metamask and keeps its traceback.
+Anything raised as a :class:`MetamaskError` is the user's input or environment being wrong (a
+spec, a data file, a checkpoint, a full disk) or a run stopping on purpose; anything else is a
+bug in metamask and keeps its traceback. Exit codes: 2 for input and output errors, 3 for a
+non-finite loss or gradient, 128 + the signal number for SIGINT (130) and SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -32,10 +34,23 @@ class CheckpointError(MetamaskError):
     """A checkpoint is missing, corrupt, or belongs to a different spec."""
 
 
+class OutputError(MetamaskError):
+    """The run folder cannot be written: the disk is full, a file is too large, no permission."""
+
+
 class NonFiniteError(MetamaskError):
     """A loss or gradient became NaN/inf; names the node, the step and the loss term."""
 
     exit_code = 3
+
+
+class Interrupted(MetamaskError):
+    """Training stopped on SIGINT or SIGTERM (after checkpointing, on the first signal)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

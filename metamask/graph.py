@@ -19,14 +19,16 @@ import torch
 from betty.configs import EngineConfig
 from betty.engine import Engine
 from betty.logging.logger_base import get_logger as _betty_logger
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from metamask import distributed
 from metamask.config import GraphSpec, NodeSpec, OptimizerSpec, RunSpec, parse_dataclass
 from metamask.data.base import DataBundle
 from metamask.errors import DataError, GraphError, did_you_mean
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.base import Node
 from metamask.nodes.differentiable import check_estimator_support
+from metamask.sampling import ResumableBatchSampler, ResumableLoader
 
 T = TypeVar("T")
 
@@ -190,23 +192,35 @@ class BuildContext:
         """The already-built nodes that ``name`` differentiates through (its u2l edges)."""
         return [self.nodes[lower] for lower in self.spec.graph.u2l.get(name, [])]
 
-    def loader(self, dataset: Dataset, name: str, shuffle: bool = True) -> DataLoader:
-        """A seeded loader of ``data.batch_size``; the seed differs per node name."""
+    def loader(self, dataset: Dataset, name: str, shuffle: bool = True) -> ResumableLoader:
+        """A seeded loader of ``data.batch_size`` per process; the seed differs per node name.
+
+        Its position (epoch, batches taken) is saved in checkpoints, and under data
+        parallelism each process takes its share of every global batch (metamask.sampling).
+        """
         size = len(dataset)  # type: ignore[arg-type]
-        batch = self.spec.data.batch_size
-        if self.spec.data.drop_last and size < batch:
+        batch, processes = self.spec.data.batch_size, distributed.world_size()
+        if processes > 1 and not self.spec.data.drop_last:
             raise DataError(
-                f"{self.source}: data.batch_size {batch} exceeds the {size} examples node "
-                f"'{name}' trains on ({self.bundle.info.name}); lower data.batch_size"
+                f"{self.source}: data.drop_last: false cannot be split evenly across "
+                f"{processes} processes; set data.drop_last: true to train distributed"
             )
-        generator = torch.Generator().manual_seed(self.spec.seed * 1000 + _stable_hash(name))
-        return DataLoader(
-            dataset,
-            batch_size=batch,
+        if self.spec.data.drop_last and size < batch * processes:
+            across = f" x {processes} processes" if processes > 1 else ""
+            raise DataError(
+                f"{self.source}: data.batch_size {batch}{across} exceeds the {size} examples "
+                f"node '{name}' trains on ({self.bundle.info.name}); lower data.batch_size"
+            )
+        sampler = ResumableBatchSampler(
+            size,
+            batch,
             shuffle=shuffle,
             drop_last=self.spec.data.drop_last,
-            generator=generator,
+            seed=self.spec.seed * 1000 + _stable_hash(name),
+            world_size=processes,
+            rank=distributed.rank(),
         )
+        return ResumableLoader(dataset, sampler)
 
     def expected_steps(self, name: str) -> int:
         """How many local steps node ``name`` takes in the run (for schedules)."""
@@ -256,22 +270,48 @@ def build_optimizer(
 
 
 class GraphEngine(Engine):
-    """Betty's engine on an explicit device (Betty only knows "cpu", "gpu" or auto)."""
+    """Betty's engine on an explicit device, alone or as one process of a data-parallel run.
+
+    Betty only knows "cpu", "gpu" or auto, and its distributed strategy initialises the
+    process group itself and assumes one CUDA device per process (``device_count`` modulo,
+    ``cuda.set_device``). Here the group is joined beforehand (:mod:`metamask.distributed`:
+    gloo on CPU, nccl on CUDA) and the engine only hands its rank and device to the nodes.
+    """
 
     def __init__(
-        self, problems: list[Node], dependencies: dict[str, Any], device: torch.device
+        self,
+        problems: list[Node],
+        dependencies: dict[str, Any],
+        device: torch.device,
+        parallel: distributed.Parallel | None = None,
     ) -> None:
         self._metamask_device = device
+        self._metamask_parallel = parallel
+        strategy, backend = ("distributed", parallel.backend) if parallel else ("default", "nccl")
         super().__init__(
             problems=problems,
-            config=EngineConfig(train_iters=0, logger_type="none", strategy="default"),
+            config=EngineConfig(
+                train_iters=0, logger_type="none", strategy=strategy, backend=backend
+            ),
             dependencies=dependencies,
         )
 
     def configure_systems(self) -> dict[str, Any]:
-        dist_dict: dict[str, Any] = super().configure_systems()
-        self.device = self._metamask_device
-        return dist_dict
+        parallel = self._metamask_parallel
+        if parallel is None:
+            dist_dict: dict[str, Any] = super().configure_systems()
+            self.device = self._metamask_device
+            return dist_dict
+        self._world_size, self._rank = parallel.world_size, parallel.rank
+        self._local_rank = parallel.local_rank
+        self.device = parallel.device
+        return {
+            "strategy": "distributed",
+            "backend": parallel.backend,
+            "world_size": parallel.world_size,
+            "rank": parallel.rank,
+            "local_rank": parallel.local_rank,
+        }
 
 
 @dataclass
@@ -299,6 +339,22 @@ class Graph:
     def eval(self) -> None:
         self.engine.eval()
 
+    def checkpoint_period(self) -> int:
+        """Engine iterations between two points where every unroll window is closed.
+
+        Only there is the graph's whole state in its nodes' state dicts (mid-window, a node
+        may hold an unrolled trajectory or its uppers' ready flags): checkpoints and
+        interrupts wait for such a point. 1 for MetaMAE and MAE.
+        """
+        graph = self.context.spec.graph
+        period = 1
+        for name, node_spec in graph.nodes.items():
+            window = local_step_period(graph, name)
+            if graph.l2u.get(name):
+                window *= node_spec.unroll_steps
+            period = math.lcm(period, window)
+        return period
+
 
 def build_graph(
     spec: RunSpec, bundle: DataBundle, device: torch.device, source: str = "<spec>"
@@ -322,7 +378,15 @@ def build_graph(
             context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.l2u.items()
         },
     }
-    engine = GraphEngine(problems, dependencies, device)
+    for node in problems:
+        node.on_nonfinite = spec.train.on_nonfinite
+        if distributed.current() is not None and getattr(node, "unrolls", False):
+            raise GraphError(
+                f"{source}: graph.nodes.{node.name}.hypergradient: 'unrolled' keeps each "
+                "process's own optimizer trajectory, which data parallelism cannot average; "
+                "pick another estimator to train with --distributed"
+            )
+    engine = GraphEngine(problems, dependencies, device, distributed.current())
     return Graph(engine, {name: context.nodes[name] for name in spec.graph.nodes}, context)
 
 

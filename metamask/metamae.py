@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from metamask import distributed
+
 
 def visible_neighbours(mask: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
     """(B, L) float: 1 where a position has a visible neighbour on the token grid.
@@ -42,7 +44,10 @@ def nearby_support(
 
     One uniform draw per position, as in the published code.
     """
-    draw = torch.rand(mask.shape, device=mask.device, generator=generator) < s_ratio
+    if generator is None:  # rows of the global batch under data parallelism
+        draw = distributed.uniform(*mask.shape, device=mask.device) < s_ratio
+    else:
+        draw = torch.rand(mask.shape, device=mask.device, generator=generator) < s_ratio
     nearby = mask * visible_neighbours(mask, grid) * draw
     return (1.0 - mask) + nearby
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import random
 import time
@@ -13,15 +14,19 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from metamask.checkpoint import write_json
+from metamask import distributed
+from metamask.checkpoint import load_checkpoint, write_json
 from metamask.config import RunSpec, spec_to_dict
 from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
 from metamask.data.registry import get_dataset, load_dataset
 from metamask.data.user_arrays import array_dataset_entry, load_array_dataset
-from metamask.errors import ConfigError, DataError
+from metamask.errors import CheckpointError, ConfigError, DataError
 from metamask.evaluate import ProbeResult, linear_probe
+from metamask.finetune import FinetuneResult, fine_tune
 from metamask.graph import Graph, build_graph
-from metamask.train import Trainer, TrainSummary
+from metamask.plots import save_mask_picture
+from metamask.resume import check_same_run
+from metamask.train import CHECKPOINT_NAME, Trainer, TrainSummary
 
 
 @dataclass
@@ -33,6 +38,7 @@ class RunResult:
     probe: ProbeResult | None
     results: dict[str, Any]
     out_dir: Path | None
+    finetune: FinetuneResult | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,6 +95,23 @@ def load_eval_data(spec: RunSpec, pretrain: DataBundle, source: str = "<spec>") 
     return bundle
 
 
+def checkpoint_file(resume: Path) -> Path:
+    """``--resume`` takes a run folder (its checkpoint.pt) or a checkpoint file."""
+    return resume / CHECKPOINT_NAME if resume.is_dir() else resume
+
+
+def read_resume_checkpoint(spec: RunSpec, resume: Path) -> tuple[dict[str, Any], Path]:
+    """The checkpoint to continue from; CheckpointError when unreadable or from another spec."""
+    path = checkpoint_file(resume)
+    state = load_checkpoint(path)
+    try:
+        saved = json.loads(state["spec"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: the checkpoint holds no readable spec") from None
+    check_same_run(saved, spec_to_dict(spec), path)
+    return state, path
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -101,22 +124,41 @@ def run_spec(
     source: str = "<spec>",
     progress: bool = True,
     console: Console | None = None,
+    resume: Path | None = None,
 ) -> RunResult:
-    """Pretrain the spec's graph, evaluate it, and (with ``out_dir``) write results.json."""
+    """Pretrain the spec's graph, evaluate it, and (with ``out_dir``) write results.json.
+
+    With ``resume`` (a run folder or its checkpoint file), training continues from the
+    checkpoint, which must come from the same spec (see :mod:`metamask.resume`). Under data
+    parallelism (:mod:`metamask.distributed`) every process trains; rank 0 evaluates and
+    writes the files.
+    """
     console = console or Console(stderr=True)
+    checkpoint = read_resume_checkpoint(spec, resume) if resume is not None else None
     if spec.train.threads > 0:
         torch.set_num_threads(spec.train.threads)
-    device = resolve_device(spec.train.device)
+    parallel = distributed.current()
+    device = parallel.device if parallel else resolve_device(spec.train.device)
     seed_everything(spec.seed)
     bundle = load_pretrain_data(spec)
     graph = build_graph(spec, bundle, device, source)
-    summary = Trainer(graph, spec, out_dir, console, progress).run()
+    trainer = Trainer(graph, spec, out_dir, console, progress)
+    if checkpoint is not None:
+        trainer.restore(*checkpoint)
+    summary = trainer.run()
+    if parallel is not None:  # evaluation runs in rank 0 alone, outside data parallelism
+        distributed.shutdown()
+        if not parallel.is_main:
+            return RunResult(graph, summary, None, {}, out_dir)
     probe = None
     eval_bundle = load_eval_data(spec, bundle, source)
     if spec.eval.enabled and eval_bundle.info.labelled:
         started = time.perf_counter()
         probe = linear_probe(graph.mae, eval_bundle, spec.eval.probe, device, spec.seed)
         probe_seconds = time.perf_counter() - started
+    finetune = None  # after the probe: fine-tunes a copy, the pretrained encoder stays as is
+    if spec.eval.enabled and spec.eval.finetune is not None and eval_bundle.info.labelled:
+        finetune = fine_tune(graph.mae, eval_bundle, spec.eval.finetune, device, spec.seed)
     results = {
         "name": spec.name,
         "dataset": bundle.info.name,
@@ -128,6 +170,7 @@ def run_spec(
         "val": probe.val if probe else None,
         "probe_epoch": probe.epoch if probe else None,
         "probe_seconds": probe_seconds if probe else None,
+        "finetune": finetune.to_dict() if finetune else None,
         "train": summary.to_dict(),
         "parameters": sum(p.numel() for p in graph.mae.parameters()),
         "spec": spec_to_dict(spec),
@@ -137,7 +180,8 @@ def run_spec(
         write_json(out_dir / "results.json", results)
         if probe is not None:
             write_json(out_dir / "probe_curve.json", probe.curve)
-    return RunResult(graph, summary, probe, results, out_dir)
+        save_mask_picture(graph, bundle.val, out_dir)  # MLO-MAE: what the masker learned
+    return RunResult(graph, summary, probe, results, out_dir, finetune)
 
 
 def versions() -> dict[str, str]:

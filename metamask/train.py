@@ -1,17 +1,33 @@
-"""Run a built graph for a budget of engine iterations: progress, metrics, timing, checkpoints.
+"""Run a built graph for a budget of engine iterations: progress, metrics, checkpoints, stops.
 
-Betty's ``Engine.run`` is a bare loop; metamask drives ``engine.train_step`` itself so that a
-researcher sees a progress bar with the current losses, gets ``metrics.jsonl`` (one JSON object
-per node per logged step) and an atomic checkpoint every N steps and at the end.
+Betty's ``Engine.run`` is a bare loop; metamask drives the engine itself so that a researcher
+sees a progress bar with the current losses, gets ``metrics.jsonl`` (one JSON object per node
+per logged step) and an atomic checkpoint every N steps and at the end, and so that a run
+survives what happens to long runs:
+
+- a checkpoint holds the whole graph (every node's state, Betty's counters, the data
+  positions, the RNG states); :meth:`Trainer.restore` continues from it bit for bit;
+- SIGINT / SIGTERM finish the current step, checkpoint and raise :class:`Interrupted`
+  (a second signal stops at once, keeping the previous checkpoint);
+- a non-finite loss or gradient raises :class:`NonFiniteError` naming the node, the step,
+  the term and the last good checkpoint (or, with ``train.on_nonfinite: skip``, the node
+  drops that batch);
+- under data parallelism only rank 0 writes, and every process stops at the same step.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from rich.console import Console
@@ -24,22 +40,29 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from metamask.checkpoint import rng_state, save_checkpoint
+from metamask import distributed
+from metamask.checkpoint import rng_state, save_checkpoint, set_rng_state
 from metamask.config import RunSpec, spec_to_dict
+from metamask.errors import CheckpointError, Interrupted, NonFiniteError, OutputError
 from metamask.graph import Graph
+from metamask.resume import remove_stale_temporaries, truncate_metrics
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
 
 
 @dataclass
 class TrainSummary:
     """What a training run measured."""
 
-    steps: int  # engine iterations run in this call
+    steps: int  # engine iterations run in this call (after the resumed step, if any)
     seconds: float  # wall time of those iterations
     seconds_per_step: float  # median wall time per engine iteration (first 3 excluded)
     final: dict[str, dict[str, float]] = field(default_factory=dict)  # last metrics per node
+    resumed_from: int | None = None  # the checkpoint's engine step, when resumed
+    skipped: dict[str, int] = field(default_factory=dict)  # batches dropped per node (skip)
+    checkpoint_seconds: float = 0.0  # wall time spent writing checkpoints
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +70,9 @@ class TrainSummary:
             "seconds": self.seconds,
             "seconds_per_step": self.seconds_per_step,
             "final": self.final,
+            "resumed_from": self.resumed_from,
+            "skipped": self.skipped,
+            "checkpoint_seconds": self.checkpoint_seconds,
         }
 
 
@@ -65,8 +91,18 @@ class Trainer:
         self.spec = spec
         self.out_dir = out_dir
         self.console = console or Console(stderr=True)
-        self.show_progress = progress
+        self.show_progress = progress and distributed.is_main()
+        self.writes = out_dir is not None and distributed.is_main()  # rank 0 writes files
         self.step = 0  # engine iterations done
+        self.period = graph.checkpoint_period()  # checkpoints and stops wait for these steps
+        self.last_checkpoint: int | None = None  # engine step of the newest checkpoint on disk
+        self.resumed_from: int | None = None
+        self.checkpoint_seconds = 0.0
+        self._signal: int | None = None
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / CHECKPOINT_NAME
 
     def run(self) -> TrainSummary:
         """Train to ``spec.train.steps``; returns timing and the last metrics of every node."""
@@ -74,33 +110,33 @@ class Trainer:
         latest: dict[str, dict[str, Any]] = {}
         pending: set[str] = set()
         durations: list[float] = []
-        metrics_file = self._open_metrics()
+        checkpoint_due = False
         self.graph.train()
         start = time.perf_counter()
-        try:
-            with self._progress() as bar:
-                task = bar.add_task(
-                    "pretraining", total=total, completed=self.step, losses="", rate=""
-                )
-                while self.step < total:
-                    tick = time.perf_counter()
-                    stepped = self.graph.step()
-                    durations.append(time.perf_counter() - tick)
-                    self.step += 1
-                    for node in stepped:
-                        latest[node.name] = {"local_step": node.local_step, **node.last_metrics}
-                        pending.add(node.name)
-                    if self.step % every == 0 or self.step == total:
-                        self._log(metrics_file, latest, pending, time.perf_counter() - start)
-                        pending.clear()
-                        bar.update(task, losses=_describe(latest))
-                    rate = len(durations) / (time.perf_counter() - start)
-                    bar.update(task, completed=self.step, rate=f"{rate:.2f} it/s")
-                    if self._checkpoint_due():
+        with self._signals(), self._metrics_file() as metrics_file, self._progress() as bar:
+            task = bar.add_task("pretraining", total=total, completed=self.step, losses="", rate="")
+            while self.step < total:
+                tick = time.perf_counter()
+                stepped = self._engine_step()
+                durations.append(time.perf_counter() - tick)
+                self.step += 1
+                for node in stepped:
+                    latest[node.name] = {"local_step": node.local_step, **node.last_metrics}
+                    pending.add(node.name)
+                if self.step % every == 0 or self.step == total:
+                    self._log(metrics_file, latest, pending, time.perf_counter() - start)
+                    pending.clear()
+                    bar.update(task, losses=_describe(latest))
+                rate = len(durations) / (time.perf_counter() - start)
+                bar.update(task, completed=self.step, rate=f"{rate:.2f} it/s")
+                every_ckpt = self.spec.train.checkpoint_every
+                checkpoint_due |= every_ckpt > 0 and self.step % every_ckpt == 0
+                if self.step % self.period == 0:  # every unroll window closed
+                    if checkpoint_due and self.step < total:
                         self.save()
-        finally:
-            if metrics_file is not None:
-                metrics_file.close()
+                        checkpoint_due = False
+                    if distributed.any_true(self._signal is not None):
+                        self._stop_on_signal()
         if self.out_dir is not None:
             self.save()
         steady = durations[3:] if len(durations) > 3 else durations
@@ -109,60 +145,168 @@ class Trainer:
             seconds=time.perf_counter() - start,
             seconds_per_step=statistics.median(steady) if steady else 0.0,
             final={k: {m: v for m, v in d.items() if m != "local_step"} for k, d in latest.items()},
+            resumed_from=self.resumed_from,
+            skipped={n: node.skipped for n, node in self.graph.nodes.items() if node.skipped},
+            checkpoint_seconds=self.checkpoint_seconds,
         )
+
+    def _engine_step(self) -> list[Any]:
+        try:
+            return self.graph.step()
+        except NonFiniteError as exc:
+            if self.last_checkpoint is not None:
+                keep = f"the last good checkpoint is {self.checkpoint_path}"
+                keep += f" (step {self.last_checkpoint})"
+            else:
+                keep = "no checkpoint was written before it"
+            raise NonFiniteError(
+                f"{exc} (engine step {self.step + 1}); stopped: {keep}; set "
+                "train.on_nonfinite: skip to drop such batches instead"
+            ) from exc
 
     # -- checkpoints -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """The whole run's state: every node, Betty's step, the RNGs (tensors and plain data)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "global_step": self.graph.engine.global_step,
+            "world_size": distributed.world_size(),
             "spec": json.dumps(spec_to_dict(self.spec)),
             "nodes": {name: node.state_dict() for name, node in self.graph.nodes.items()},
             "rng": rng_state(),
         }
 
-    def save(self) -> Path:
-        """Write ``checkpoint.pt`` in the run folder atomically."""
-        assert self.out_dir is not None
-        path = self.out_dir / CHECKPOINT_NAME
-        save_checkpoint(path, self.state_dict())
+    def save(self) -> Path | None:
+        """Write ``checkpoint.pt`` in the run folder atomically (rank 0 only)."""
+        path = self.checkpoint_path
+        if path is None:
+            return None
+        if self.writes:
+            started = time.perf_counter()
+            save_checkpoint(path, self.state_dict())
+            self.checkpoint_seconds += time.perf_counter() - started
+        self.last_checkpoint = self.step
+        distributed.barrier()  # no process runs ahead of (or exits before) the write
         return path
 
-    def _checkpoint_due(self) -> bool:
-        every = self.spec.train.checkpoint_every
+    def restore(self, state: dict[str, Any], source: Path) -> None:
+        """Continue from a checkpoint's state (see :func:`metamask.checkpoint.load_checkpoint`).
+
+        The nodes restart their data iterators at the saved positions before the RNG states
+        are set, so that nothing the restore itself draws reaches the training.
+        """
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{source}: checkpoint format {state.get('format')!r}, this metamask writes and "
+                f"reads format {CHECKPOINT_FORMAT}"
+            )
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != distributed.world_size():
+            raise CheckpointError(
+                f"{source}: written by {saved_world} process(es), resumed with "
+                f"{distributed.world_size()}: the global batch would change; resume with "
+                f"{saved_world}"
+            )
+        nodes = state["nodes"]
+        if set(nodes) != set(self.graph.nodes):
+            raise CheckpointError(
+                f"{source}: checkpoint nodes {sorted(nodes)} differ from the graph's "
+                f"{sorted(self.graph.nodes)}"
+            )
+        if int(state["step"]) > self.spec.train.steps:
+            raise CheckpointError(
+                f"{source}: the checkpoint is at step {state['step']}, beyond train.steps "
+                f"{self.spec.train.steps}"
+            )
+        for name, node in self.graph.nodes.items():
+            node.load_state_dict(nodes[name])
+        self.graph.engine.global_step = int(state["global_step"])
+        self.step = self.last_checkpoint = self.resumed_from = int(state["step"])
+        set_rng_state(state["rng"])
+        if self.writes and self.out_dir is not None:
+            remove_stale_temporaries(self.out_dir)
+            truncate_metrics(self.out_dir / METRICS_NAME, self.step)
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT / SIGTERM set a flag the loop reads after each step (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self._signal is not None:  # a second signal: stop now
+                raise Interrupted(
+                    f"{signal.Signals(signum).name} again during step {self.step + 1}: stopped "
+                    f"without a new checkpoint{self._resume_hint()}",
+                    signum,
+                )
+            self._signal = signum
+
+        for sig in previous:
+            signal.signal(sig, handle)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop_on_signal(self) -> None:
+        signum = self._signal if self._signal is not None else signal.SIGTERM
+        self.save()
+        raise Interrupted(
+            f"{signal.Signals(signum).name}: stopped after step {self.step} of "
+            f"{self.spec.train.steps}{self._resume_hint()}",
+            signum,
+        )
+
+    def _resume_hint(self) -> str:
+        if self.out_dir is None or self.last_checkpoint is None:
+            return " (no checkpoint)"
         return (
-            self.out_dir is not None
-            and every > 0
-            and self.step % every == 0
-            and self.step < self.spec.train.steps
+            f"; checkpoint at step {self.last_checkpoint} in {self.out_dir} "
+            f"(continue with --resume {self.out_dir})"
         )
 
     # -- logging ---------------------------------------------------------------------------------
 
-    def _open_metrics(self) -> IO[str] | None:
-        if self.out_dir is None:
-            return None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.out_dir / "metrics.jsonl", "a")
+    @contextmanager
+    def _metrics_file(self) -> Iterator[IO[bytes] | None]:
+        """``metrics.jsonl`` opened for appending, unbuffered: each batch of rows is one write."""
+        if not self.writes or self.out_dir is None:
+            yield None
+            return
+        path = self.out_dir / METRICS_NAME
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "ab", buffering=0)  # noqa: SIM115 (closed by the `with` below)
+        except OSError as exc:
+            raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
+        with handle:
+            yield handle
 
     def _log(
         self,
-        handle: IO[str] | None,
+        handle: IO[bytes] | None,
         latest: dict[str, dict[str, Any]],
         pending: set[str],
         elapsed: float,
     ) -> None:
         if handle is None:
             return
+        rows = []
         for name in sorted(pending):
             row = {"step": self.step, "node": name, **latest[name], "time": round(elapsed, 3)}
             lr = _learning_rate(self.graph, name)
             if lr is not None:
                 row["lr"] = lr
-            handle.write(json.dumps(row) + "\n")
-        handle.flush()
+            rows.append(json.dumps(row) + "\n")
+        append_whole(handle, "".join(rows).encode())
 
     def _progress(self) -> Progress:
         return Progress(
@@ -177,6 +321,21 @@ class Trainer:
             disable=not self.show_progress,
             transient=False,
         )
+
+
+def append_whole(handle: IO[bytes], data: bytes) -> None:
+    """Append ``data`` to an unbuffered file, or nothing of it: on a write error (full disk,
+    file size limit) the file is cut back to its previous length and OutputError raised."""
+    fd = handle.fileno()
+    size = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        with suppress(OSError):
+            os.ftruncate(fd, size)
+        raise OutputError(f"{handle.name}: could not write ({exc.strerror or exc})") from None
 
 
 def _learning_rate(graph: Graph, name: str) -> float | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, corrupt
         raise DataError(f"{path}: cannot read as .npz ({exc})") from None
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:

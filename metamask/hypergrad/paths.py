@@ -4,7 +4,10 @@ A path ``[U, L1, L2, ..., U]`` (Betty's format: it starts and ends at the upper 
 U's loss depends on L1's parameters, which depend (through L1's training) on L2's, ..., which
 depend on U's. The chain rule gives ``v_1 = dL_U/dL1`` and ``v_{k+1} = estimator(L_k)(v_k)``;
 the last ``v`` is the indirect gradient with respect to U's parameters. Each lower node's own
-``estimator`` says how gradients reach through it.
+``estimator`` says how gradients reach through it. Under data parallelism every ``v`` is
+averaged across processes, so each estimator works on the global batch's vector (exact for
+estimators linear in their lower's loss given ``v``, as ``darts``; iterative solvers such as
+``neumann`` and ``cg`` still use each process's own Hessian).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from metamask import distributed
 from metamask.hypergrad.registry import get_estimator
 
 if TYPE_CHECKING:
@@ -29,6 +33,7 @@ def path_gradient(
     params = first.trainable_parameters()
     grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
     vector = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+    distributed.mean_(vector)  # data parallelism: every estimator starts from the global v
     for lower, upper in itertools.pairwise(path[1:]):
         estimator = get_estimator(lower.estimator)
         options = lower.estimator_options
@@ -41,4 +46,5 @@ def path_gradient(
                 "(select estimators with metamask.hypergrad.use_estimator)"
             )
         vector = estimator.fn(vector, lower, upper, options)
+        distributed.mean_(vector)
     return vector

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metamask import distributed
 from metamask.config import ModelSpec
 from metamask.data.base import DatasetInfo
 from metamask.errors import ConfigError
@@ -111,5 +112,13 @@ class MaskedAutoencoder(nn.Module):
 
 
 def masked_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """sum(losses * weights) / sum(weights): one mean over every selected token of the batch."""
-    return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
+    """sum(losses * weights) / sum(weights): one mean over every selected token of the batch.
+
+    Under data parallelism the batch is the global one: each process returns its share of
+    the numerator over the global denominator, times the number of processes, so that the
+    average over processes (of the value and of the gradients) is the single-process mean.
+    """
+    if distributed.current() is None:
+        return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
+    denominator = distributed.total_with_grad(weights.sum()).clamp_min(1e-12)
+    return (losses * weights).sum() * distributed.world_size() / denominator

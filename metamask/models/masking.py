@@ -13,6 +13,8 @@ from fractions import Fraction
 
 import torch
 
+from metamask import distributed
+
 
 def num_kept(num_tokens: int, mask_ratio: float) -> int:
     """round_down(L * (1 - r)), computed exactly (the published float version can lose one)."""
@@ -61,5 +63,6 @@ class RandomMasker:
     def __call__(self, tokens: torch.Tensor) -> Masks:
         """Masks for tokens of shape (B, L, D); draws from torch's global RNG."""
         b, length = tokens.shape[:2]
-        noise = torch.rand(b, length, device=tokens.device)
+        # one row per example of the global batch under data parallelism (metamask.distributed)
+        noise = distributed.uniform(b, length, device=tokens.device)
         return Masks.from_scores(noise, num_kept(length, self.mask_ratio))

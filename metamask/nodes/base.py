@@ -11,6 +11,15 @@ What this layer changes in betty-ml 0.2.1, and why (see docs/architecture.md):
 - A non-finite loss term or gradient stops training with :class:`NonFiniteError` naming the
   node, the step and the term, instead of silently poisoning the parameters.
 - Each step's loss terms and gradient norm are kept in :attr:`Node.last_metrics` for the trainer.
+- Under data parallelism (:mod:`metamask.distributed`) the module is not wrapped in DDP: Betty
+  differentiates with ``torch.autograd.grad``, which never fires DDP's reducer hooks, and
+  nodes share modules (MetaMAE's inner and outer nodes share the auto-encoder), which DDP
+  would wrap twice. Each node instead starts from rank 0's values and averages its gradients
+  across processes right before its optimizer step; loss terms are averaged too, so every
+  process sees the same metrics and stops (or skips) on the same non-finite value.
+- :meth:`Node.state_dict` holds everything a resumed run needs: module, optimizer, scheduler,
+  AMP scaler, Betty's step counter and flags, and the data position of every loader.
+  Node types with more state override :meth:`Node.extra_state` / :meth:`Node.load_extra_state`.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from betty.configs import Config
 from betty.problems import ImplicitProblem
 from torch import nn
 
+from metamask import distributed
 from metamask.errors import NonFiniteError
 from metamask.hypergrad.paths import path_gradient
 from metamask.hypergrad.registry import reads_applied_grads
@@ -35,6 +45,10 @@ class Node(ImplicitProblem):
     #: True when the gradient through this node's solution already lives in autograd's graph
     #: (e.g. MetaMAE's differentiable latent adaptation), so upper nodes add no estimator term.
     hypergradient_in_graph = False
+
+    #: a non-finite loss term or gradient: "stop" raises NonFiniteError; "skip" drops the
+    #: batch (no update) and counts it in :attr:`skipped` (set from ``train.on_nonfinite``)
+    on_nonfinite: str = "stop"
 
     def __init__(
         self,
@@ -62,6 +76,12 @@ class Node(ImplicitProblem):
         #: the gradients the last optimizer step applied, kept only when this node's estimator
         #: reads them (``sama`` preconditions with Adam's last update); otherwise None
         self.applied_grads: list[torch.Tensor] | None = None
+        #: batches dropped because of a non-finite value (``on_nonfinite: skip``)
+        self.skipped = 0
+        # Betty calls ``self.one_step_descent()``; this instance attribute puts the skip guard
+        # around whichever override the node type defines (subclasses' own ``super()`` calls
+        # go through the class and are not guarded twice).
+        self.one_step_descent = self._guarded_descent  # type: ignore[method-assign]
 
     # -- what this node optimizes --------------------------------------------------------------
 
@@ -69,6 +89,16 @@ class Node(ImplicitProblem):
         return [p for p in self.module.parameters() if p.requires_grad]
 
     # -- Betty patches -------------------------------------------------------------------------
+
+    def patch_module(self) -> None:
+        """Place the module; under data parallelism, start from rank 0's values (no DDP wrap)."""
+        self.module.to(self.device)
+        if distributed.current() is not None:
+            distributed.broadcast_([*self.module.parameters(), *self.module.buffers()])
+
+    def patch_data_loader(self, loader: Any) -> Any:
+        """Keep the loader: metamask's samplers shard batches themselves (metamask.sampling)."""
+        return loader
 
     def patch_optimizer(self) -> None:
         """Keep the optimizer as built (Betty's rebuild breaks AdamW and drops param groups)."""
@@ -82,6 +112,10 @@ class Node(ImplicitProblem):
         (Betty records them only when ``config.type == "sama"``; metamask dispatches
         estimators itself, so the node records them for any estimator that asks.)
         """
+        if distributed.current() is not None:
+            params = self.trainable_parameters()
+            distributed.mean_([p.grad for p in params if p.grad is not None])
+            self._check_grads(params)
         if reads_applied_grads(self.estimator):
             self.applied_grads = [
                 torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
@@ -90,10 +124,18 @@ class Node(ImplicitProblem):
         super().optimizer_step(*args, **kwargs)
 
     def record_metrics(self, terms: dict[str, Any]) -> dict[str, float]:
-        """Keep this step's loss terms as floats; NonFiniteError names the first bad term."""
+        """Keep this step's loss terms as floats; NonFiniteError names the first bad term.
+
+        Under data parallelism the terms are averaged across processes first, so that every
+        process logs the same numbers and raises on the same step.
+        """
+        numbers = [float(v.detach()) if torch.is_tensor(v) else float(v) for v in terms.values()]
+        if distributed.current() is not None and numbers:
+            averaged = torch.tensor(numbers, dtype=torch.float64, device=self.device)
+            distributed.mean_([averaged])
+            numbers = averaged.tolist()
         metrics: dict[str, float] = {}
-        for key, value in terms.items():
-            number = float(value.detach()) if torch.is_tensor(value) else float(value)
+        for key, number in zip(terms, numbers, strict=True):
             if not math.isfinite(number):
                 raise NonFiniteError(
                     f"node '{self.name}', local step {self._count}: loss term '{key}' is {number}"
@@ -101,6 +143,32 @@ class Node(ImplicitProblem):
             metrics[key] = number
         self.last_metrics = metrics
         return metrics
+
+    def one_step_descent(self, batch: Any = None) -> dict[str, float]:
+        """Betty's step: load a batch, loss, gradients, update (node types may override)."""
+        result: dict[str, float] = super().one_step_descent(batch)
+        return result
+
+    def _guarded_descent(self, batch: Any = None) -> dict[str, float]:
+        """The node type's ``one_step_descent``; with ``on_nonfinite: skip``, a NonFiniteError
+        drops the batch: no parameter update, gradients cleared, buffers the forward pass
+        changed (BatchNorm statistics of the bad batch) put back, the skip counted."""
+        if self.on_nonfinite != "skip":
+            result: dict[str, float] = type(self).one_step_descent(self, batch)
+            return result
+        buffers = list(self.module.buffers())
+        saved = [b.detach().clone() for b in buffers]
+        try:
+            result = type(self).one_step_descent(self, batch)
+            return result
+        except NonFiniteError:
+            self.zero_grad()
+            with torch.no_grad():
+                for buffer, value in zip(buffers, saved, strict=True):
+                    buffer.copy_(value)
+            self.skipped += 1
+            self.last_metrics = {"skipped": float(self.skipped)}
+            return self.last_metrics
 
     def get_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         out = self.training_step_exec(batch)
@@ -134,7 +202,8 @@ class Node(ImplicitProblem):
         for i, path in enumerate(explicit):
             last = i == len(explicit) - 1
             self.set_grads(params, path_gradient(loss, path, retain_graph=retain_graph or not last))
-        self._check_grads(params)
+        if distributed.current() is None:  # otherwise after the average (optimizer_step)
+            self._check_grads(params)
 
     def _check_grads(self, params: Sequence[torch.Tensor]) -> None:
         grads = [p.grad for p in params if p.grad is not None]
@@ -159,7 +228,12 @@ class Node(ImplicitProblem):
     # -- checkpoints ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"count": self._count}
+        """Everything a resumed run needs from this node (tensors and plain data only)."""
+        state: dict[str, Any] = {
+            "count": self._count,
+            "skipped": self.skipped,
+            "betty": {"inner_loop_start": bool(self._inner_loop_start), "ready": list(self.ready)},
+        }
         if self.trainable_parameters():
             state["module"] = self.module.state_dict()
         if self.optimizer is not None:
@@ -168,18 +242,69 @@ class Node(ImplicitProblem):
             state["scheduler"] = self.scheduler.state_dict()
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.train_data_loader is not None:
+            state["data"] = {
+                "epochs": list(self.epoch_counter or []),
+                "positions": [_loader_position(self.name, loader) for loader in self.loaders],
+            }
+        extra = self.extra_state()
+        if extra:
+            state["extra"] = extra
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; data iterators restart at the saved position."""
         self._count = int(state_dict["count"])
+        self.skipped = int(state_dict.get("skipped", 0))
+        betty = state_dict.get("betty")
+        if betty is not None:
+            self._inner_loop_start = bool(betty["inner_loop_start"])
+            self.ready = [bool(flag) for flag in betty["ready"]]
         if "module" in state_dict:
             self.module.load_state_dict(state_dict["module"])
         for key in ("optimizer", "scheduler", "scaler"):
             target = getattr(self, key)
             if target is not None and key in state_dict:
                 target.load_state_dict(state_dict[key])
+        data = state_dict.get("data")
+        if data is not None and self.train_data_loader is not None:
+            for loader, position in zip(self.loaders, data["positions"], strict=True):
+                loader.load_state_dict(position)
+            self.epoch_counter = [int(e) for e in data["epochs"]]
+            self.train_data_iterator = [iter(loader) for loader in self.loaders]
+        self.load_extra_state(state_dict.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Node-type state beyond module, optimizer, counters and data (tensors, plain data).
+
+        Override with :meth:`load_extra_state` when a node type keeps state across engine
+        iterations that the base class does not know of (e.g. a private generator).
+        """
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    @property
+    def loaders(self) -> list[Any]:
+        """This node's data loaders (Betty keeps a list once the engine is built)."""
+        loaders = self.train_data_loader
+        if loaders is None:
+            return []
+        return list(loaders) if isinstance(loaders, list | tuple) else [loaders]
 
     @property
     def local_step(self) -> int:
         """How many steps this node has taken."""
         return int(self._count)
+
+
+def _loader_position(node: str, loader: Any) -> dict[str, Any]:
+    """A loader's saved data position; loaders without one cannot be resumed exactly."""
+    if not callable(getattr(loader, "state_dict", None)):
+        raise TypeError(
+            f"node '{node}': its data loader ({type(loader).__name__}) cannot save its position;"
+            " build node loaders with BuildContext.loader (metamask.sampling.ResumableLoader)"
+        )
+    position: dict[str, Any] = loader.state_dict()
+    return position

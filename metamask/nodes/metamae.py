@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from metamask import distributed
 from metamask.config import NodeSpec, OptimizerSpec
 from metamask.errors import GraphError
 from metamask.graph import BuildContext, register_node_type
@@ -187,8 +188,9 @@ class Reconstruct(Node):
             if self.reg_weight > 0:
                 assert self.outer.projector is not None
                 contrast = task_contrastive_loss(
-                    self.outer.projector(pool_tokens(batch.amortized)),
-                    self.outer.projector(pool_tokens(batch.adapted)),
+                    # over the global batch under data parallelism (metamask.distributed)
+                    self.outer.projector(distributed.gather_rows(pool_tokens(batch.amortized))),
+                    self.outer.projector(distributed.gather_rows(pool_tokens(batch.adapted))),
                     self.options.temperature,
                 )
                 terms["contrastive"] = contrast
