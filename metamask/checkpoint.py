@@ -124,7 +124,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     random.setstate(_to_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per device that wrote it; a machine with fewer devices restores its own
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def _to_lists(value: Any) -> Any:

@@ -9,6 +9,7 @@ User mistakes (a bad spec, a missing file, a full disk) print one line and exit 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,7 +17,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from metamask.errors import CheckpointError, Interrupted, MetamaskError, NonFiniteError
+from metamask.errors import (
+    CheckpointError,
+    ConfigError,
+    Interrupted,
+    MetamaskError,
+    NonFiniteError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +134,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise CheckpointError(f"--resume {args.resume}: no such run folder or checkpoint")
     if args.distributed:
         distributed.launch(spec.train.device)
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            f"started by torchrun with {os.environ['WORLD_SIZE']} processes but without "
+            "--distributed: they would train the same run separately; add --distributed"
+        )
     main_process = distributed.is_main()
     out = args.out or _resume_folder(args.resume)
     out = out or Path("runs") / spec.name / time.strftime("%Y%m%d-%H%M%S")

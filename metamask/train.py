@@ -215,7 +215,14 @@ class Trainer:
                 f"{source}: checkpoint nodes {sorted(nodes)} differ from the graph's "
                 f"{sorted(self.graph.nodes)}"
             )
-        if int(state["step"]) > self.spec.train.steps:
+        step = int(state["step"])
+        if step % self.period and step < self.spec.train.steps:
+            raise CheckpointError(
+                f"{source}: saved at step {step}, inside an unroll window of {self.period} "
+                "steps (a run's final checkpoint); only a checkpoint taken at a multiple of "
+                f"{self.period} can be continued"
+            )
+        if step > self.spec.train.steps:
             raise CheckpointError(
                 f"{source}: the checkpoint is at step {state['step']}, beyond train.steps "
                 f"{self.spec.train.steps}"

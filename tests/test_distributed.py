@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,21 @@ def test_distributed_outside_torchrun_is_one_line_exit_2(
     assert "not started by torchrun" in err and "torchrun --nproc-per-node N" in err
     assert not (tmp_path / "run").exists()
     assert distributed.current() is None
+
+
+def test_torchrun_without_distributed_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["run", SPEC, *TINY, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "without --distributed" in err and not (tmp_path / "run").exists()
+
+
+def test_scaling_doc_snippet_runs() -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
+    (code,) = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    exec(compile(code, str(doc), "exec"), {})
 
 
 def test_collectives_are_identities_in_one_process() -> None:

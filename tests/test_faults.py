@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -381,3 +382,15 @@ def test_a_checkpoint_that_does_not_fit_on_disk_fails_cleanly_in_a_subprocess(
     assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]  # no checkpoint, no temp
     assert metric_rows(out / "metrics.jsonl")[-1]["step"] == 2
     _assert_clean(out)
+
+
+def test_the_exit_codes_in_the_docs_are_the_ones_raised() -> None:
+    from metamask import errors
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "long-runs.md").read_text()
+    table = dict(re.findall(r"^\| (\d+) \| (.*) \|$", doc, flags=re.M))
+    assert f"`{errors.MetamaskError.__name__}`" in table[str(errors.MetamaskError.exit_code)]
+    assert "`NonFiniteError`" in table[str(errors.NonFiniteError.exit_code)]
+    for signum, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        code = errors.Interrupted("", signum).exit_code
+        assert name in table[str(code)] and "`Interrupted`" in table[str(code)]

@@ -15,6 +15,7 @@ from helpers import MAE_GRAPH, tiny_bundle, tiny_spec
 
 from metamask.checkpoint import load_checkpoint
 from metamask.cli import main
+from metamask.errors import CheckpointError
 from metamask.graph import build_graph
 from metamask.resume import spec_differences, truncate_metrics
 from metamask.run import seed_everything
@@ -32,9 +33,19 @@ def _one_thread() -> Iterator[None]:
 
 
 def _method_spec(method: str) -> Path | None:
-    found = sorted(Path("problems").glob(f"{method}-*.yaml"))
-    preferred = [p for p in found if "basicmotions" in p.name]
-    return (preferred or found or [None])[0]
+    """The method's first spec (BasicMotions first) whose dataset loads on this machine."""
+    from metamask.config import load_spec
+    from metamask.data.registry import get_dataset
+    from metamask.run import load_options
+
+    found = sorted(
+        Path("problems").glob(f"{method}-*.yaml"), key=lambda p: "basicmotions" not in p.name
+    )
+    for path in found:
+        spec = load_spec(path)
+        if get_dataset(spec.data.dataset).requires(load_options(spec)) is None:
+            return path
+    return None
 
 
 @pytest.mark.parametrize("method", ["metamae", "mlomae"])
@@ -100,6 +111,20 @@ def test_restore_across_epochs_continues_bit_for_bit(tmp_path: Path, graph: dict
     whole.pop("spec"), cut.pop("spec")  # train.steps differs: 11 vs the first leg's 7
     assert_identical(whole, cut)
     assert cut["nodes"][next(iter(cut["nodes"]))]["data"]["epochs"] == [5]
+
+
+def test_restore_refuses_another_process_count_and_a_mid_window_checkpoint(
+    tmp_path: Path,
+) -> None:
+    trainer = _trainer(6, tmp_path / "run")
+    trainer.run()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), resumed with 1"):
+        _trainer(6, tmp_path / "run").restore({**state, "world_size": 2}, tmp_path)
+    inside = _trainer(6, tmp_path / "run")
+    inside.period = 4  # as in a graph whose upper node steps every 4 engine steps
+    with pytest.raises(CheckpointError, match="inside an unroll window of 4 steps"):
+        inside.restore({**state, "step": 5}, tmp_path)
 
 
 def test_resume_with_other_model_or_method_values_is_refused_naming_the_keys(
