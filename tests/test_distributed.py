@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import TINY, cli, metric_rows, parameters
+from cli_runs import TINY, assert_identical, cli, metric_rows, parameters, wait_for_step
 
 from metamask import distributed
+from metamask.checkpoint import load_checkpoint
 from metamask.cli import main
 
 SPEC = str(Path("problems/metamae-basicmotions.yaml").resolve())
@@ -110,6 +112,34 @@ def _initial_parameters() -> dict[str, torch.Tensor]:
         for name, node in graph.nodes.items()
         for key, tensor in node.state_dict().get("module", {}).items()
     }
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_process_and_the_resumed_run_is_bitwise_the_same(
+    tmp_path: Path,
+) -> None:
+    steps = 30
+    common = [*TINY, "--set", f"train.steps={steps}", "--set", "train.device=cpu"]
+    args = ["run", SPEC, "--distributed", "--set", "data.batch_size=4", *common]
+    (tmp_path / "whole").mkdir(), (tmp_path / "cut").mkdir()
+    whole = _torchrun(*args, "--out", "run", cwd=tmp_path / "whole")
+    cut = _torchrun(*args, "--out", "run", cwd=tmp_path / "cut")
+    wait_for_step(cut, tmp_path / "cut" / "run" / "metrics.jsonl", 8)
+    cut.send_signal(signal.SIGTERM)  # to the launcher, as a scheduler does; torchrun forwards it
+    _, err = cut.communicate(timeout=120)
+    stopped = [line for line in err.splitlines() if line.startswith("metamask:")]
+    assert len(stopped) == 1 and "SIGTERM: stopped after step" in stopped[0], err  # rank 0 only
+    saved = load_checkpoint(tmp_path / "cut" / "run" / "checkpoint.pt")["step"]
+    assert metric_rows(tmp_path / "cut" / "run" / "metrics.jsonl")[-1]["step"] == saved < steps
+    resumed = _torchrun(*args, "--resume", "run", cwd=tmp_path / "cut")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    assert_identical(
+        load_checkpoint(tmp_path / "whole" / "run" / "checkpoint.pt"),
+        load_checkpoint(tmp_path / "cut" / "run" / "checkpoint.pt"),
+    )
 
 
 def test_distributed_outside_torchrun_is_one_line_exit_2(
