@@ -23,6 +23,7 @@ from metamask.errors import (
     Interrupted,
     MetamaskError,
     NonFiniteError,
+    OutputError,
 )
 
 
@@ -123,6 +124,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from metamask.config import load_spec
     from metamask.report import print_table, results_table
     from metamask.run import run_spec
+    from metamask.train import CHECKPOINT_NAME
 
     overrides = list(args.overrides)
     if args.device:
@@ -142,6 +144,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     main_process = distributed.is_main()
     out = args.out or _resume_folder(args.resume)
     out = out or Path("runs") / spec.name / time.strftime("%Y%m%d-%H%M%S")
+    if args.resume is None and (out / CHECKPOINT_NAME).exists():
+        raise OutputError(
+            f"{out} already holds a run (its {CHECKPOINT_NAME}); continue it with --resume "
+            f"{out}, or choose another --out"
+        )
     if not main_process:
         console.quiet = True
     what = f"resuming {args.resume}" if args.resume else f"{spec.train.steps} steps"

@@ -346,6 +346,16 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_and_left_as_it_was(
         assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"]
 
 
+def test_a_new_run_into_a_folder_holding_a_run_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], finished_run: Path
+) -> None:
+    before = {p.name: p.read_bytes() for p in finished_run.iterdir()}
+    assert main(["run", METAMAE, *TINY, "--set", "train.steps=3", "--out", str(finished_run)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "already holds a run" in line and f"--resume {finished_run}" in line
+    assert {p.name: p.read_bytes() for p in finished_run.iterdir()} == before
+
+
 def test_a_full_disk_for_the_metrics_file_is_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
