@@ -232,7 +232,10 @@ class Node(ImplicitProblem):
         state: dict[str, Any] = {
             "count": self._count,
             "skipped": self.skipped,
-            "betty": {"inner_loop_start": bool(self._inner_loop_start), "ready": list(self.ready)},
+            "betty": {
+                "inner_loop_start": bool(self._inner_loop_start),
+                "ready": list(self.ready or []),  # None before the engine initialises the node
+            },
         }
         if self.trainable_parameters():
             state["module"] = self.module.state_dict()
