@@ -144,10 +144,21 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class FinetuneSpec:
+    epochs: int = 20  # full fine-tuning epochs (encoder + head); published MLO-MAE: 100
+    lr: float = 1e-3  # AdamW peak learning rate (linear warm-up, then cosine per iteration)
+    weight_decay: float = 0.05  # AdamW weight decay
+    batch_size: int = 64  # fine-tuning batch size
+    warmup_epochs: int = 1  # linear warm-up
+    pool: Literal["global", "cls"] = "global"  # feature the new head reads (token labels: tokens)
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     probe: ProbeSpec = field(default_factory=ProbeSpec)  # linear probe on frozen features
     enabled: bool = True  # evaluate at the end of `metamask run`
     dataset: str | None = None  # probe another dataset of the same input shape (DABS transfer)
+    finetune: FinetuneSpec | None = None  # also fine-tune a copy of the encoder (None: skip)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ A node type is a builder ``(context, name, node_spec) -> Node`` registered under
 its options dataclass. The :class:`BuildContext` hands builders what they may share: the
 dataset, the one masked auto-encoder of the run, seeded data loaders, optimizers and the
 already-built lower nodes (explicit, typed handles instead of Betty's name injection).
-Nodes are built lowers-first, so an upper node receives its lower nodes as arguments.
+Nodes are built lowers-first (a node after every node it differentiates through, u2l, and
+after every node whose steps trigger it, l2u), so a node receives the nodes below it as
+arguments. Betty's injection of every problem into every other one as an attribute named
+after it is switched off: nodes hold typed handles, and node names cannot collide with them.
 """
 
 from __future__ import annotations
@@ -79,7 +82,10 @@ def get_node_type(name: str, where: str = "") -> NodeType:
 
 
 def _ensure_node_types() -> None:
-    from metamask.nodes import metamae  # noqa: F401  (registers adapt, reconstruct)
+    from metamask.nodes import (
+        metamae,  # noqa: F401  (registers adapt, reconstruct)
+        mlomae,  # noqa: F401  (registers pretrain, finetune, mask)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,7 +118,7 @@ def validate_graph(graph: GraphSpec, source: str = "<spec>") -> list[str]:
                     f"no l2u path leads from '{lower}' up to '{upper}' "
                     f"(add l2u: {{{lower}: [{upper}]}})"
                 )
-    return _order_lowers_first(names, graph.u2l)
+    return _order_lowers_first(names, graph.u2l, graph.l2u)
 
 
 def _reaches(edges: Mapping[str, list[str]], src: str, dst: str) -> bool:
@@ -134,13 +140,20 @@ def _find_cycle(edges: Mapping[str, list[str]], kind: str, source: str) -> None:
             raise GraphError(f"{source}: graph.{kind}: the edges form a cycle through '{start}'")
 
 
-def _order_lowers_first(names: list[str], u2l: Mapping[str, list[str]]) -> list[str]:
+def _order_lowers_first(
+    names: list[str], u2l: Mapping[str, list[str]], l2u: Mapping[str, list[str]] | None = None
+) -> list[str]:
+    """Spec order, except that a node comes after its u2l lowers and its l2u feeders."""
     order: list[str] = []
+    feeders: dict[str, list[str]] = {}
+    for lower, uppers in (l2u or {}).items():
+        for upper in uppers:
+            feeders.setdefault(upper, []).append(lower)
 
     def visit(name: str) -> None:
         if name in order:
             return
-        for lower in u2l.get(name, []):
+        for lower in (*u2l.get(name, []), *feeders.get(name, [])):
             visit(lower)
         order.append(name)
 
@@ -191,6 +204,18 @@ class BuildContext:
     def lowers(self, name: str) -> list[Node]:
         """The already-built nodes that ``name`` differentiates through (its u2l edges)."""
         return [self.nodes[lower] for lower in self.spec.graph.u2l.get(name, [])]
+
+    def feeders(self, name: str) -> list[Node]:
+        """The already-built nodes whose steps trigger ``name`` (l2u edges into it), spec order."""
+        return [
+            self.nodes[lower]
+            for lower, uppers in self.spec.graph.l2u.items()
+            if name in uppers and lower in self.nodes
+        ]
+
+    def uppers(self, name: str) -> list[str]:
+        """Names of the nodes that differentiate through ``name`` (u2l edges onto it)."""
+        return [upper for upper, lowers in self.spec.graph.u2l.items() if name in lowers]
 
     def loader(self, dataset: Dataset, name: str, shuffle: bool = True) -> ResumableLoader:
         """A seeded loader of ``data.batch_size`` per process; the seed differs per node name.
@@ -312,6 +337,12 @@ class GraphEngine(Engine):
             "rank": parallel.rank,
             "local_rank": parallel.local_rank,
         }
+
+    def set_problem_attr(self, problem: Node) -> str:
+        """No name injection: Betty would ``setattr`` every problem onto every other one (and
+        onto the engine) and assert the name is free, so a node named like a handle or a
+        method (``masker``, ``train``) would crash the build. Nodes hold typed handles."""
+        return str(problem.name)
 
 
 @dataclass

@@ -1,0 +1,132 @@
+"""Learned maskers: networks that score every token and mask the most probable ones (MLO-MAE).
+
+The seam is the one :class:`~metamask.models.masking.RandomMasker` already uses: a masker is
+a callable ``tokens (B, L, D) -> Masks``. A learned masker adds
+``probabilities(tokens) -> p (B, L)``, the masking probability of every token, which MLO-MAE
+multiplies into each masked token's reconstruction loss: the only path by which gradient
+reaches the masker (choosing the top ``r L`` tokens is an argsort, which has no gradient).
+
+Two networks:
+
+- :class:`FlatMLPMasker`, the published one: flatten the whole image's positioned patch
+  embeddings, one hidden layer with ReLU, a logit per patch, sigmoid. Its first layer has
+  ``L D x hidden`` weights (100.7M at ViT-B / patch 2 on 32 x 32 images), and it only works for
+  the sequence length it was built for.
+- :class:`TokenMLPMasker`: the same MLP applied to each token on its own (optionally after a
+  few self-attention blocks for context), so its parameters do not depend on ``L``: any
+  modality, any sequence length.
+
+Knows nothing of Betty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from metamask.errors import ConfigError
+from metamask.models.masking import Masks, RandomMasker, num_kept
+
+
+class Masker(Protocol):
+    """Anything that turns positioned tokens (B, L, D) into :class:`Masks`."""
+
+    def __call__(self, tokens: torch.Tensor) -> Masks: ...
+
+
+class LearnedMasker(nn.Module):
+    """A masking network: ``p = probabilities(tokens)``; the ``L - keep`` most probable tokens are
+    masked (ties by position), where ``keep = round_down(L (1 - mask_ratio))``."""
+
+    def __init__(self, mask_ratio: float) -> None:
+        super().__init__()
+        num_kept(2, mask_ratio)  # validates the ratio
+        self.mask_ratio = mask_ratio
+
+    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Masking probability (B, L) in (0, 1) of every token; differentiable."""
+        raise NotImplementedError
+
+    def masks_from(self, probabilities: torch.Tensor) -> Masks:
+        """Keep the lowest-probability tokens: mask the top ``L - keep`` (argsort, no gradient)."""
+        return Masks.from_scores(probabilities, num_kept(probabilities.shape[1], self.mask_ratio))
+
+    def forward(self, tokens: torch.Tensor) -> Masks:
+        return self.masks_from(self.probabilities(tokens))
+
+
+class FlatMLPMasker(LearnedMasker):
+    """The published MLO-MAE masker: Linear(L D, hidden) -> ReLU -> Linear(hidden, L) -> sigmoid
+    over the flattened positioned patch embeddings of one input (PyTorch's default init)."""
+
+    def __init__(self, num_tokens: int, width: int, mask_ratio: float, hidden: int = 512) -> None:
+        super().__init__(mask_ratio)
+        self.num_tokens, self.width = num_tokens, width
+        self.hidden = nn.Linear(num_tokens * width, hidden)
+        self.out = nn.Linear(hidden, num_tokens)
+
+    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+        b, length, width = tokens.shape
+        if (length, width) != (self.num_tokens, self.width):
+            raise ConfigError(
+                f"FlatMLPMasker was built for {self.num_tokens} tokens of width {self.width}, "
+                f"got {length} x {width} (use the token_mlp masker for other lengths)"
+            )
+        h = torch.relu(self.hidden(tokens.reshape(b, length * width)))  # (B, hidden)
+        return torch.sigmoid(self.out(h))  # (B, L)
+
+
+class TokenMLPMasker(LearnedMasker):
+    """Per-token masker: [attention blocks ->] LayerNorm -> Linear(D, hidden) -> GELU ->
+    Linear(hidden, 1) -> sigmoid, applied to every token; parameters independent of ``L``."""
+
+    def __init__(
+        self,
+        width: int,
+        mask_ratio: float,
+        hidden: int = 64,
+        attention_layers: int = 0,
+        heads: int = 4,
+    ) -> None:
+        super().__init__(mask_ratio)
+        if attention_layers and width % heads:
+            raise ConfigError(f"token_mlp masker: {heads} heads do not divide width {width}")
+        self.context = nn.Sequential(
+            *[Block(width, heads, mlp_ratio=2.0, qkv_bias=False) for _ in range(attention_layers)]
+        )
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.hidden = nn.Linear(width, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.context(tokens))  # (B, L, D)
+        logits = self.out(nn.functional.gelu(self.hidden(h)))  # (B, L, 1)
+        return torch.sigmoid(logits.squeeze(-1))  # (B, L)
+
+
+MaskerType = Literal["random", "flat_mlp", "token_mlp"]
+
+
+@dataclass(frozen=True)
+class MaskerSpec:
+    """Which masker the pretrain node uses (YAML: ``masker: {type: ..., ...}`` on the node)."""
+
+    type: MaskerType = "flat_mlp"  # flat_mlp (published) | token_mlp (any length) | random (MAE)
+    hidden: int = 512  # hidden width of the MLP (published: 512)
+    attention_layers: int = 0  # token_mlp: self-attention blocks before the per-token MLP
+    heads: int = 4  # token_mlp: attention heads (must divide the token width)
+
+
+def build_masker(
+    spec: MaskerSpec, mask_ratio: float, num_tokens: int, width: int
+) -> RandomMasker | LearnedMasker:
+    """The masker ``spec`` names, for ``num_tokens`` tokens of width ``width``."""
+    if spec.type == "random":
+        return RandomMasker(mask_ratio)
+    if spec.type == "flat_mlp":
+        return FlatMLPMasker(num_tokens, width, mask_ratio, spec.hidden)
+    return TokenMLPMasker(width, mask_ratio, spec.hidden, spec.attention_layers, spec.heads)
