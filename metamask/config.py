@@ -67,7 +67,7 @@ BACKBONES: dict[str, dict[str, dict[str, Any]]] = {
     # a CPU-friendly backbone for demos on the embedded datasets
     "small": {
         "encoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0, "dropout": 0.1},
-        "decoder": {"width": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0},
+        "decoder": {"width": 64, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
     },
     # a few thousand parameters: unit tests
     "tiny": {
