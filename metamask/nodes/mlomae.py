@@ -49,6 +49,10 @@ from metamask.nodes.differentiable import DifferentiableNode
 
 Pool = Literal["cls", "global"]
 
+#: estimators that differentiate a lower node's loss once (finite differences of gradients);
+#: every other one (neumann, cg, unrolled, implicit_*, user-registered) may differentiate twice
+FIRST_DERIVATIVES_ONLY = frozenset({"first_order", "darts", "sama"})
+
 # ----------------------------------------------------------------------------------------------
 # options (YAML keys of each node type)
 # ----------------------------------------------------------------------------------------------
@@ -154,9 +158,10 @@ class Pretrain(DifferentiableNode):
 
     @contextmanager
     def _differentiable_twice(self) -> Iterator[None]:
-        """Math-path attention while the ``unrolled`` estimator differentiates through steps."""
+        """Math-path attention (it has a double backward) unless the estimator through this
+        node only ever takes first derivatives of its loss; the fused kernel is faster."""
         with ExitStack() as stack:
-            if self.unrolls:
+            if get_estimator(self.estimator).name not in FIRST_DERIVATIVES_ONLY:
                 stack.enter_context(twice_differentiable(self.mae))
                 if isinstance(self.masker, nn.Module):
                     stack.enter_context(twice_differentiable(self.masker))

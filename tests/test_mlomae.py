@@ -1,0 +1,269 @@
+"""MLO-MAE's graph: the published edges and order, typed handles, the MAE baseline, errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from helpers import tiny_bundle, tiny_spec
+
+from metamask.config import RunSpec, load_spec
+from metamask.data.base import LoadOptions
+from metamask.data.registry import load_dataset
+from metamask.errors import ConfigError, GraphError
+from metamask.graph import build_graph
+from metamask.models.maskers import FlatMLPMasker, TokenMLPMasker
+from metamask.nodes.mlomae import Finetune, Mask, Pretrain, split_labelled
+
+ADAMW = {"type": "adamw", "lr": 1e-3, "betas": [0.9, 0.95]}
+MLO_GRAPH: dict[str, Any] = {
+    "nodes": {
+        "pretrain": {
+            "type": "pretrain",
+            "unroll_steps": 2,
+            "masker": {"type": "flat_mlp", "hidden": 16},
+            "hypergradient": {"type": "darts"},
+            "optimizer": ADAMW,
+        },
+        "finetune": {
+            "type": "finetune",
+            "hypergradient": {"type": "darts"},
+            "optimizer": ADAMW,
+        },
+        "mask": {"type": "mask", "optimizer": ADAMW},
+    },
+    "u2l": {"mask": ["pretrain"]},
+    "l2u": {"pretrain": ["finetune", "mask"], "finetune": ["mask"]},
+}
+PUBLISHED_U2L = {"mask": ["pretrain"]}
+PUBLISHED_L2U = {"pretrain": ["finetune", "mask"], "finetune": ["mask"]}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models on a shared CPU: one thread is faster and steadier."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def mlo_spec(graph: dict[str, Any], **sections: Any) -> RunSpec:
+    """A tiny spec; batch 4 so that split B (5 of the 24 training examples) fills a batch."""
+    return tiny_spec(graph, data={"batch_size": 4}, **sections)
+
+
+def mlo_graph(**changes: Any) -> dict[str, Any]:
+    graph = copy.deepcopy(MLO_GRAPH)
+    for name, options in changes.items():
+        graph["nodes"][name].update(options)
+    return graph
+
+
+def names(nodes: Any) -> list[str]:
+    return [node.name for node in nodes]
+
+
+def test_the_digits_spec_has_exactly_the_published_edges_and_step_order() -> None:
+    spec = load_spec(ROOT / "problems" / "mlomae-digits.yaml")
+    assert spec.graph.u2l == PUBLISHED_U2L and spec.graph.l2u == PUBLISHED_L2U
+    assert [spec.graph.nodes[n].unroll_steps for n in ("pretrain", "finetune", "mask")] == [2, 1, 1]
+    bundle = load_dataset("digits", LoadOptions())
+    graph = build_graph(spec, bundle, torch.device("cpu"))
+    pretrain, finetune, mask = (graph.nodes[n] for n in ("pretrain", "finetune", "mask"))
+    assert graph.engine.leaves == [pretrain]
+    assert names(pretrain.parents) == ["finetune", "mask"] and names(finetune.parents) == ["mask"]
+    assert names(mask.children) == ["pretrain", "finetune"]
+    assert sorted(names(p) for p in mask.paths) == [
+        ["mask", "finetune", "pretrain", "mask"],
+        ["mask", "pretrain", "mask"],
+    ]
+    assert finetune.paths == [] and pretrain.paths == []
+    # typed handles, not Betty's name injection
+    assert isinstance(mask, Mask) and mask.pretrain is pretrain and mask.finetune is finetune
+    assert isinstance(finetune, Finetune) and finetune.pretrain is pretrain
+    assert isinstance(pretrain, Pretrain) and mask.masker is pretrain.masker
+    assert not hasattr(mask, "mask") and not hasattr(graph.engine, "pretrain")
+    order: list[str] = []
+    for node in graph.nodes.values():
+        step = node.one_step_descent
+
+        def recorded(batch: Any = None, _step: Any = step, _name: str = node.name) -> Any:
+            order.append(_name)
+            return _step(batch)
+
+        node.one_step_descent = recorded  # type: ignore[method-assign]
+    graph.train()
+    for _ in range(4):
+        graph.step()
+    # one cycle: 2 pretrain steps, then the head, then the masker (after both lowers)
+    assert order == ["pretrain", "pretrain", "finetune", "mask"] * 2
+
+
+def test_nodes_named_like_handles_build_without_betty_name_injection() -> None:
+    graph_spec = copy.deepcopy(MLO_GRAPH)
+    renamed = {"pretrain": "masker", "finetune": "pretrain", "mask": "train"}
+    graph_spec["nodes"] = {renamed[k]: v for k, v in graph_spec["nodes"].items()}
+    graph_spec["u2l"] = {"train": ["masker"]}
+    graph_spec["l2u"] = {"masker": ["pretrain", "train"], "pretrain": ["train"]}
+    graph = build_graph(mlo_spec(graph_spec), tiny_bundle("image2d"), torch.device("cpu"))
+    graph.train()
+    graph.step()
+    graph.step()
+    assert isinstance(graph.nodes["train"], Mask) and graph.nodes["train"].local_step == 1
+
+
+def test_upper_nodes_are_built_after_their_feeders_whatever_the_spec_order() -> None:
+    graph_spec = copy.deepcopy(MLO_GRAPH)
+    graph_spec["nodes"] = dict(reversed(list(graph_spec["nodes"].items())))  # mask first
+    graph = build_graph(mlo_spec(graph_spec), tiny_bundle("image2d"), torch.device("cpu"))
+    assert list(graph.nodes) == ["mask", "finetune", "pretrain"]  # the spec's order is kept
+    assert graph.nodes["mask"].finetune is graph.nodes["finetune"]
+
+
+@pytest.mark.parametrize("modality", ["signal1d", "image2d", "tokens"])
+def test_random_masker_pretrain_node_is_the_mae_baseline_exactly(modality: str) -> None:
+    """The same graph with a random masker and no upper levels gives the MAE baseline's loss."""
+    losses = {}
+    for kind in ("pretrain", "reconstruct"):
+        node: dict[str, Any] = {"type": kind, "optimizer": ADAMW}
+        if kind == "pretrain":
+            node["masker"] = {"type": "random"}
+        spec = tiny_spec({"nodes": {"pretrain": node}}, model={"encoder": {"dropout": 0.1}})
+        torch.manual_seed(0)
+        graph = build_graph(spec, tiny_bundle(modality), torch.device("cpu"))
+        graph.train()
+        losses[kind] = []
+        for _ in range(6):
+            graph.step()
+            losses[kind].append(graph.nodes["pretrain"].last_metrics["loss"])
+    assert losses["pretrain"] == losses["reconstruct"]  # bit for bit, dropout included
+    assert len(set(losses["pretrain"])) == 6
+
+
+def test_the_mae_baseline_spec_differs_from_mlomae_only_in_its_graph() -> None:
+    mlo = load_spec(ROOT / "problems" / "mlomae-digits.yaml")
+    mae = load_spec(ROOT / "problems" / "mae-digits-mlo.yaml")
+    for section in ("data", "model", "train", "eval", "seed"):
+        assert getattr(mae, section) == getattr(mlo, section), section
+    pretrain = mae.graph.nodes["pretrain"]
+    assert list(mae.graph.nodes) == ["pretrain"] and pretrain.options["masker"]["type"] == "random"
+    assert pretrain.optimizer == mlo.graph.nodes["pretrain"].optimizer
+
+
+def test_learned_masks_hide_the_most_probable_tokens_and_weight_the_loss() -> None:
+    spec = mlo_spec(mlo_graph(), model={"mask_ratio": 0.75})
+    graph = build_graph(spec, tiny_bundle("image2d"), torch.device("cpu"))
+    pretrain = graph.nodes["pretrain"]
+    graph.train()
+    graph.step()
+    batch = pretrain.cur_batch
+    prob = pretrain.masker.probabilities(pretrain.mae.embed(batch.x)).detach()
+    assert batch.masks.num_keep == 4  # 16 tokens, 75% masked
+    kept = prob.gather(1, batch.masks.ids_keep).max(dim=1).values
+    hidden = prob.gather(1, batch.masks.ids_mask).min(dim=1).values
+    assert (kept <= hidden).all()
+    metrics = pretrain.last_metrics
+    assert 0.0 < metrics["masked_prob"] < 1.0
+    assert metrics["loss"] < metrics["reconstruction"]  # each masked loss times p < 1
+
+
+def test_masks_stay_fixed_when_a_batch_is_evaluated_at_other_parameters() -> None:
+    from metamask.hypergrad.autodiff import node_loss
+
+    graph = build_graph(mlo_spec(mlo_graph()), tiny_bundle("image2d"), torch.device("cpu"))
+    pretrain = graph.nodes["pretrain"]
+    graph.train()
+    graph.step()
+    masks = pretrain.cur_batch.masks
+    moved = [p.detach() + 3.0 * torch.randn_like(p) for p in pretrain.trainable_parameters()]
+    node_loss(pretrain, moved)
+    assert pretrain.cur_batch.masks is masks  # darts' evaluations reuse the step's masks
+    with torch.no_grad():
+        for param, value in zip(pretrain.trainable_parameters(), moved, strict=True):
+            param.copy_(value)
+        redrawn = pretrain.masker(pretrain.mae.embed(pretrain.cur_batch.x))
+    assert not torch.equal(redrawn.mask, masks.mask)  # a fresh draw would have differed
+
+
+def test_split_a_and_b_partition_the_labelled_training_split() -> None:
+    bundle = load_dataset("digits", LoadOptions())
+    splits = split_labelled(bundle, 0.2, seed=0)
+    a, b = set(splits.a.indices.tolist()), set(splits.b.indices.tolist())  # type: ignore[attr-defined]
+    assert not a & b and len(a | b) == len(bundle.train)  # type: ignore[arg-type]
+    assert abs(len(b) / len(bundle.train) - 0.2) < 0.01  # type: ignore[arg-type]
+
+
+def test_the_token_masker_works_for_any_length_and_the_flat_one_names_its_length() -> None:
+    token = TokenMLPMasker(width=16, mask_ratio=0.5, hidden=8, attention_layers=1, heads=2)
+    for length in (6, 40):
+        masks = token(torch.randn(3, length, 16))
+        assert masks.mask.shape == (3, length) and masks.num_keep == length // 2
+    flat = FlatMLPMasker(num_tokens=6, width=16, mask_ratio=0.5, hidden=8)
+    assert sum(p.numel() for p in flat.parameters()) == 6 * 16 * 8 + 8 + 8 * 6 + 6
+    with pytest.raises(ConfigError, match="built for 6 tokens of width 16, got 40 x 16"):
+        flat(torch.randn(3, 40, 16))
+
+
+@pytest.mark.parametrize("modality", ["signal1d", "tokens"])
+def test_the_per_token_masker_trains_on_other_modalities(modality: str) -> None:
+    graph_spec = mlo_graph(pretrain={"masker": {"type": "token_mlp", "hidden": 8}})
+    graph = build_graph(mlo_spec(graph_spec), tiny_bundle(modality), torch.device("cpu"))
+    before = [p.detach().clone() for p in graph.nodes["mask"].trainable_parameters()]
+    graph.train()
+    for _ in range(4):
+        graph.step()
+    after = graph.nodes["mask"].trainable_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+GRAPH_ERRORS = [
+    (
+        {"nodes": {"pretrain": {"type": "pretrain", "optimizer": ADAMW}}},
+        r"graph.nodes.pretrain.masker: a learned masker \(flat_mlp\) needs a mask node above",
+    ),
+    (
+        mlo_graph(pretrain={"masker": {"type": "random"}}),
+        "the random masker has no parameters for \\['mask'\\] to learn",
+    ),
+    (
+        mlo_graph(pretrain={"hypergradient": {"type": "first_order"}}),
+        "'pretrain' uses the first_order estimator, so the masker would get no gradient",
+    ),
+    (
+        mlo_graph(mask={"hypergradient": {"type": "darts"}}),
+        "graph.nodes.mask.hypergradient: mask is the top node",
+    ),
+    (
+        {**mlo_graph(), "l2u": {"pretrain": ["mask"]}},
+        r"graph.nodes.finetune: a finetune node reads the encoder of exactly one pretrain node",
+    ),
+    (
+        {**mlo_graph(), "l2u": {"pretrain": ["finetune", "mask"]}},
+        r"graph.nodes.mask: a mask node reads the head of exactly one finetune node below it",
+    ),
+    (
+        mlo_graph(pretrain={"masker": {"type": "flat_mlp", "hiden": 3}}),
+        r"graph.nodes.pretrain.masker.hiden: unknown key \(did you mean 'hidden'\?\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("graph_spec", "message"), GRAPH_ERRORS)
+def test_wrong_mlomae_graphs_are_refused_with_clear_messages(
+    graph_spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises((GraphError, ConfigError), match=message):
+        build_graph(mlo_spec(graph_spec), tiny_bundle("image2d"), torch.device("cpu"))
+
+
+def test_the_head_needs_class_labels() -> None:
+    bundle = tiny_bundle("image2d")
+    bundle.info = bundle.info.__class__(**{**bundle.info.__dict__, "num_classes": 0})
+    with pytest.raises(GraphError, match="MLO-MAE's head classifies whole inputs"):
+        build_graph(mlo_spec(mlo_graph()), bundle, torch.device("cpu"))
