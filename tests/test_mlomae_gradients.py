@@ -208,9 +208,7 @@ def test_the_masker_gradient_flows_only_through_the_probabilities(estimator: str
 
     # the split-B loss itself does not read the masker: no direct gradient
     mask = graph.nodes["mask"]
-    direct = torch.autograd.grad(
-        node_loss(mask), mask.trainable_parameters(), allow_unused=True
-    )
+    direct = torch.autograd.grad(node_loss(mask), mask.trainable_parameters(), allow_unused=True)
     assert all(g is None for g in direct)
 
     # cut the probability path (p detached in the pretraining loss): nothing reaches the masker
@@ -241,7 +239,9 @@ def test_darts_replays_the_head_dropout_so_its_difference_is_the_mixed_partial()
     grad_h = torch.autograd.grad(loss, head, create_graph=True)
     inner = sum((g * vi).sum() for g, vi in zip(grad_h, v, strict=True))
     exact = torch.autograd.grad(inner, pretrain.trainable_parameters(), allow_unused=True)
-    exact = [-g if g is not None else torch.zeros_like(e) for g, e in zip(exact, estimate, strict=True)]
+    exact = [
+        -g if g is not None else torch.zeros_like(e) for g, e in zip(exact, estimate, strict=True)
+    ]
 
     def relative(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
         num = sum(((x - y) ** 2).sum() for x, y in zip(a, b, strict=True)) ** 0.5
@@ -258,7 +258,9 @@ def test_darts_replays_the_head_dropout_so_its_difference_is_the_mixed_partial()
         torch.manual_seed(seed)
         moved = [w + sign * eps * vi for w, vi in zip(base, v, strict=True)]
         g = torch.autograd.grad(node_loss(finetune, moved), upper, allow_unused=True)
-        redrawn.append([torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, upper, strict=True)])
+        redrawn.append(
+            [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, upper, strict=True)]
+        )
     betty_like = [(m - p) / (2 * eps) for p, m in zip(*redrawn, strict=True)]
     assert relative(betty_like, exact) > 1.0
 

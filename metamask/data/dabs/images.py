@@ -1,5 +1,5 @@
 """DABS natural images at MetaMAE's 32 x 32 setting: imagenet32 (pretraining), CIFAR-10, CUB,
-VGG Flowers, DTD, GTSRB traffic signs and FGVC aircraft (transfer).
+VGG Flowers, DTD, GTSRB traffic signs and FGVC aircraft (transfer); and CIFAR-100 (MLO-MAE).
 
 Every image goes through MetaMAE's transform (metamask.data.lazy.load_rgb): RGB, bilinear
 resize to 32 x 32, [0, 1], no normalisation. Files are decoded on access with Pillow; only the
@@ -178,6 +178,38 @@ def _load_cifar10(options: LoadOptions) -> DataBundle:
 
 
 register_dataset(folder_entry(CIFAR10, CIFAR_LAYOUTS, (*CIFAR_TRAIN, CIFAR_TEST), _load_cifar10))
+
+# ----------------------------------------------------------------------------------------------
+# cifar100: the python pickles (cifar-100-python/{train,test}), fine labels, official split
+# (not a DABS dataset: MLO-MAE reports on it)
+# ----------------------------------------------------------------------------------------------
+
+CIFAR100 = rgb_info("cifar100", 100, "CIFAR-100 python pickles, fine labels: 50 000 / 10 000")
+CIFAR100_LAYOUTS = Layouts("", "natural_images/cifar100")
+CIFAR100_FILES = ("cifar-100-python/train", "cifar-100-python/test")
+
+
+def read_cifar100(path: Path) -> UInt8Images:
+    """One CIFAR-100 pickle (``train`` or ``test``): images and their fine labels (0..99)."""
+    batch = restricted_load(path, encoding="latin1")
+    if not isinstance(batch, dict) or "data" not in batch or "fine_labels" not in batch:
+        raise DataError(f"{path}: not a CIFAR-100 file (expected a dict with data, fine_labels)")
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    labels = np.asarray(batch["fine_labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DataError(f"{path}: data has shape {data.shape}, expected ({len(labels)}, 3072)")
+    if len(labels) and (labels.min() < 0 or labels.max() > 99):
+        raise DataError(f"{path}: CIFAR-100 fine labels must lie in 0..99")
+    return UInt8Images(data.reshape(-1, 3, 32, 32), labels)
+
+
+def _load_cifar100(options: LoadOptions) -> DataBundle:
+    base = CIFAR100_LAYOUTS.base(options, CIFAR100_FILES, "cifar100")
+    train, test = (read_cifar100(base / name) for name in CIFAR100_FILES)
+    return lazy_bundle(CIFAR100, train, train.labels, options, test=test)
+
+
+register_dataset(folder_entry(CIFAR100, CIFAR100_LAYOUTS, CIFAR100_FILES, _load_cifar100))
 
 # ----------------------------------------------------------------------------------------------
 # cub: Caltech-UCSD Birds 200-2011, official train / test split
