@@ -82,7 +82,8 @@ def test_show_prints_nodes_edges_and_estimators(capsys: pytest.CaptureFixture[st
         "unrolled",
         "reconstruct -> adapt",
         "adapt -> reconstruct",
-        "6,890,270",
+        "small backbone",
+        "parameters",
     ):
         assert text in out
 
