@@ -9,6 +9,7 @@ the masks of all examples as two (examples x positions) maps.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -140,3 +141,23 @@ def save_mask_picture(
         out_dir / name,
         title=f"learned masks, engine step {step}",
     )
+
+
+def picture_every(graph: Graph, dataset: Dataset, out_dir: Path, every: int) -> None:
+    """From now on, draw ``masks-<step>.png`` into ``out_dir`` every ``every`` engine steps.
+
+    Wraps ``graph.step`` (what :class:`~metamask.train.Trainer` calls), so any training loop
+    over the graph draws the pictures; a no-op without a learned masker or with ``every < 1``.
+    """
+    if every < 1 or learned_masker(graph) is None:
+        return
+    step = graph.step
+
+    def step_and_draw() -> list[Any]:
+        stepped = step()
+        done = graph.engine.global_step
+        if done % every == 0:
+            save_mask_picture(graph, dataset, out_dir, name=f"masks-{done:06d}.png")
+        return stepped
+
+    graph.step = step_and_draw  # type: ignore[method-assign]

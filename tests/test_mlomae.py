@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,14 @@ def test_the_head_needs_class_labels() -> None:
     bundle.info = bundle.info.__class__(**{**bundle.info.__dict__, "num_classes": 0})
     with pytest.raises(GraphError, match="MLO-MAE's head classifies whole inputs"):
         build_graph(mlo_spec(mlo_graph()), bundle, torch.device("cpu"))
+
+
+def test_the_derived_mae_baseline_is_the_baseline_spec_file() -> None:
+    from metamask.nodes.mlomae import mae_baseline
+
+    derived = mae_baseline(load_spec(ROOT / "problems" / "mlomae-digits.yaml"))
+    written = load_spec(ROOT / "problems" / "mae-digits-mlo.yaml")
+    assert derived.name == written.name == "mae-digits-mlo"
+    assert dataclasses.replace(derived, description="") == dataclasses.replace(
+        written, description=""
+    )

@@ -22,6 +22,7 @@ masks; the finite differences also replay the random numbers of dropout
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from metamask.config import NodeSpec, OptimizerSpec
+from metamask.config import EstimatorSpec, GraphSpec, NodeSpec, OptimizerSpec, RunSpec
 from metamask.data.base import DataBundle
 from metamask.data.bundles import IndexSubset, split_indices
 from metamask.errors import GraphError
@@ -436,6 +437,28 @@ def apply_estimator(vector: Sequence[torch.Tensor], lower: Node, upper: Node) ->
 # ----------------------------------------------------------------------------------------------
 # node types for specs
 # ----------------------------------------------------------------------------------------------
+
+
+def mae_baseline(spec: RunSpec, pretrain: str = "pretrain") -> RunSpec:
+    """The MAE baseline of an MLO-MAE spec: the same run with its pretrain node alone and
+    random masks (no masker, head or upper levels; the published code's ``--baseline``)."""
+    node = spec.graph.nodes[pretrain]
+    alone = dataclasses.replace(
+        node,
+        unroll_steps=1,
+        hypergradient=EstimatorSpec(),
+        options={**node.options, "masker": {"type": "random"}},
+    )
+    return dataclasses.replace(
+        spec,
+        name=(
+            spec.name.replace("mlomae", "mae") + "-mlo"
+            if "mlomae" in spec.name
+            else spec.name + "-mae"
+        ),
+        description=f"MAE baseline of {spec.name}",
+        graph=GraphSpec(nodes={pretrain: alone}),
+    )
 
 
 def _estimator(ctx: BuildContext, name: str, spec: NodeSpec) -> tuple[str, Any]:
