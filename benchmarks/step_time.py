@@ -3,6 +3,7 @@
     python benchmarks/step_time.py                       # the dabs backbone, 2 CPU threads
     python benchmarks/step_time.py --steps 5 --rounds 1  # a quick look
     python benchmarks/step_time.py --device cuda
+    python benchmarks/step_time.py --mlomae [...]     # MLO-MAE cycle vs MAE step (its own flags)
 
 Timing: per config and round, one fresh child process builds every variant and runs them
 interleaved step by step (A B C D A B C D ...), so that all variants see the same machine load;
@@ -164,6 +165,10 @@ def spawn(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
+    if "--mlomae" in sys.argv[1:]:  # MLO-MAE's section: benchmarks/mlomae_step_time.py
+        from mlomae_step_time import main as mlomae_main
+
+        return mlomae_main([arg for arg in sys.argv[1:] if arg != "--mlomae"])
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -88,3 +88,16 @@ def test_run_spec_reports_fine_tuning_and_draws_the_masks(
     assert result.finetune is not None and saved["finetune"]["epoch"] in (1, 2)
     assert saved["finetune"]["metric"] == "accuracy" and saved["test"] is not None
     assert (tmp_path / "masks.png").is_file()
+
+
+def test_the_docs_snippet_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "mlomae.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    monkeypatch.chdir(root)
+    scope: dict[str, object] = {}
+    exec(compile(code, "docs/mlomae.md", "exec"), scope)
+    mask = scope["mask"]
+    assert mask.local_step == 2 and "loss" in mask.last_metrics  # type: ignore[attr-defined]
