@@ -4,15 +4,18 @@
     python examples/metamae_dabs.py --dataset digits --seeds 0 1 2
     python examples/metamae_dabs.py --dataset all --seeds 0 1 2
     python examples/metamae_dabs.py --dataset pamap2 --data-root /data/dabs --device cuda
+    python examples/metamae_dabs.py --dataset all --methods mae metamae metamae+mask --reuse
 
-Each dataset needs ``problems/mae-<dataset>.yaml`` and ``problems/metamae-<dataset>.yaml``;
-the two differ only in their graph. Prints a table (dataset, method, metric, seconds per step)
-and writes it as JSON (``--out``).
+A method runs ``problems/<method>-<dataset>.yaml``; ``mae`` and ``metamae`` differ only in
+their graph. Prints a table (dataset, method, metric, seconds per step) and writes it as JSON
+(``--out``). ``--reuse`` reads a run folder's results.json instead of training again when its
+spec is the one asked for (an interrupted table goes on where it stopped).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -20,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.config import load_spec
+from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.data.registry import all_datasets
 from metamask.errors import MetamaskError
 from metamask.report import results_table
@@ -34,12 +37,12 @@ def spec_path(method: str, dataset: str) -> Path:
     return PROBLEMS / f"{method}-{dataset}.yaml"
 
 
-def datasets_with_specs() -> list[str]:
-    """Labelled embedded datasets for which both specs exist."""
+def datasets_with_specs(methods: tuple[str, ...] = METHODS) -> list[str]:
+    """Labelled embedded datasets for which every method's spec exists."""
     names = []
     for name, entry in sorted(all_datasets().items()):
         labelled = entry.source == "embedded" and entry.info.labelled
-        if labelled and all(spec_path(m, name).is_file() for m in METHODS):
+        if labelled and all(spec_path(m, name).is_file() for m in methods):
             names.append(name)
     return names
 
@@ -58,10 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=Path("runs/metamae_dabs"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--methods", nargs="+", default=list(METHODS), help="spec prefixes: problems/<method>-*"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep finished runs whose spec is unchanged"
+    )
     args = parser.parse_args(argv)
     console = Console()
+    methods = tuple(args.methods)
 
-    datasets = datasets_with_specs() if args.dataset == "all" else [args.dataset]
+    datasets = datasets_with_specs(methods) if args.dataset == "all" else [args.dataset]
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for dataset in datasets:
             for seed in args.seeds:
-                for method in METHODS:  # interleaved: both methods see the same machine state
+                for method in methods:  # interleaved: all methods see the same machine state
                     path = spec_path(method, dataset)
                     if not path.is_file():
                         raise MetamaskError(f"{path}: no spec for {method} on {dataset}")
@@ -83,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"[bold]{dataset}[/] {method} seed {seed}: {spec.train.steps} steps"
                     )
                     out = args.out / dataset / method / f"seed{seed}"
-                    result = run_spec(spec, out, source=str(path), progress=not args.quiet)
-                    r = result.results
+                    r = finished_run(out, spec) if args.reuse else None
+                    if r is None:
+                        result = run_spec(spec, out, source=str(path), progress=not args.quiet)
+                        r = result.results
+                    else:
+                        console.print(f"  reused {out / 'results.json'}")
                     runs.append(
                         {
                             "dataset": dataset,
@@ -101,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[bold red]metamae_dabs: error:[/] {exc}", highlight=False)
         return 2
 
-    rows = summarize(runs)
+    rows = summarize(runs, methods)
     console.print(
         results_table(
             rows,
@@ -114,12 +128,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summarize(runs: list[dict]) -> list[dict]:
+def finished_run(out: Path, spec: RunSpec) -> dict | None:
+    """The results of a finished run in ``out`` made from ``spec``, else None."""
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = isinstance(results, dict) and results.get("spec") == json.loads(
+        json.dumps(spec_to_dict(spec))
+    )
+    return results if same else None
+
+
+def summarize(runs: list[dict], methods: tuple[str, ...] = METHODS) -> list[dict]:
     """Mean ± std of the test metric and median seconds per step, per dataset and method."""
     rows = []
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         base = None
-        for method in METHODS:
+        for method in methods:
             sel = [r for r in runs if r["dataset"] == dataset and r["method"] == method]
             if not sel:
                 continue
