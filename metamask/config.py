@@ -258,6 +258,11 @@ def _apply_backbone(model: dict[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
+def node_spec_from_dict(raw: Mapping[str, Any], where: str, source: str = "<spec>") -> NodeSpec:
+    """One node as written in YAML (type, common keys, the type's options flat) -> NodeSpec."""
+    return parse_dataclass(NodeSpec, _split_node(dict(raw), where, source), source, where)
+
+
 def _split_node(node: Any, where: str, source: str) -> Any:
     """Move a node's type-specific keys under `options` and an estimator's under its options."""
     if not isinstance(node, dict):

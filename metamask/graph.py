@@ -30,7 +30,6 @@ from metamask.data.base import DataBundle
 from metamask.errors import DataError, GraphError, did_you_mean
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.base import Node
-from metamask.nodes.differentiable import check_estimator_support
 from metamask.sampling import ResumableBatchSampler, ResumableLoader
 
 T = TypeVar("T")
@@ -187,6 +186,10 @@ class BuildContext:
     source: str = "<spec>"
     nodes: dict[str, Node] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
+    #: datasets declared per node (``GraphBuilder.node(..., data=)``), overriding the defaults
+    data: Mapping[str, Dataset] = field(default_factory=dict)
+    #: the names whose declared dataset a builder has read (the rest are refused)
+    used_data: set[str] = field(default_factory=set)
 
     def options(self, cls: type[T], node: NodeSpec, name: str) -> T:
         """The node's type-specific options, validated against ``cls``."""
@@ -200,6 +203,22 @@ class BuildContext:
             )
         model: MaskedAutoencoder = self.shared["mae"]
         return model
+
+    def dataset(self, name: str, default: Dataset | None) -> Dataset:
+        """The dataset node ``name`` draws from: the one declared for it, else ``default``.
+
+        Raises:
+            GraphError: neither was given (a node without data).
+        """
+        if name in self.data:
+            self.used_data.add(name)
+            return self.data[name]
+        if default is None:
+            raise GraphError(
+                f"{self.source}: graph.nodes.{name}: node has no data; declare it with "
+                "GraphBuilder.node(..., data=a torch Dataset)"
+            )
+        return default
 
     def lowers(self, name: str) -> list[Node]:
         """The already-built nodes that ``name`` differentiates through (its u2l edges)."""
@@ -390,35 +409,13 @@ class Graph:
 def build_graph(
     spec: RunSpec, bundle: DataBundle, device: torch.device, source: str = "<spec>"
 ) -> Graph:
-    """Validate the spec's graph, build every node lowers-first and wire them into Betty."""
-    order = validate_graph(spec.graph, source)
-    context = BuildContext(spec, bundle, device, source)
-    for name in order:
-        node_spec = spec.graph.nodes[name]
-        node_type = get_node_type(node_spec.type, f"{source}: graph.nodes.{name}.type")
-        node = node_type.build(context, name, node_spec)
-        if not node.hypergradient_in_graph:
-            check_estimator_support(node)
-        context.nodes[name] = node
-    problems = [context.nodes[name] for name in spec.graph.nodes]
-    dependencies = {
-        "u2l": {
-            context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.u2l.items()
-        },
-        "l2u": {
-            context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in spec.graph.l2u.items()
-        },
-    }
-    for node in problems:
-        node.on_nonfinite = spec.train.on_nonfinite
-        if distributed.current() is not None and getattr(node, "unrolls", False):
-            raise GraphError(
-                f"{source}: graph.nodes.{node.name}.hypergradient: 'unrolled' keeps each "
-                "process's own optimizer trajectory, which data parallelism cannot average; "
-                "pick another estimator to train with --distributed"
-            )
-    engine = GraphEngine(problems, dependencies, device, distributed.current())
-    return Graph(engine, {name: context.nodes[name] for name in spec.graph.nodes}, context)
+    """Validate the spec's graph, build every node lowers-first and wire them into Betty.
+
+    The same path as a graph composed in Python: :class:`metamask.compose.GraphBuilder`.
+    """
+    from metamask.compose import GraphBuilder  # compose builds on this module
+
+    return GraphBuilder(spec, bundle, device, source).build()
 
 
 def node_names(nodes: Iterable[Node]) -> list[str]:

@@ -108,12 +108,15 @@ def _sequence_maps(prob: np.ndarray, mask: np.ndarray) -> plt.Figure:
 
 
 def learned_masker(graph: Graph) -> LearnedMasker | None:
-    """The graph's learned masker (MLO-MAE's pretrain node), or None (MAE, MetaMAE)."""
-    from metamask.nodes.mlomae import Pretrain
+    """The graph's learned masker (MLO-MAE's pretrain node, metamae+mask's reconstruct node),
+    or None (MAE, MetaMAE)."""
+    from metamask.nodes.mlomae import MaskedPretraining
 
     for node in graph.nodes.values():
-        if isinstance(node, Pretrain) and isinstance(node.masker, LearnedMasker):
-            return node.masker
+        if isinstance(node, MaskedPretraining):
+            masker = node.learned_masker()
+            if masker is not None:
+                return masker
     return None
 
 

@@ -52,6 +52,10 @@ class Estimator:
 
 F = TypeVar("F", bound=EstimatorFn)
 
+#: estimators that differentiate a lower node's loss once (finite differences of gradients);
+#: every other one (neumann, cg, unrolled, implicit_*, user-registered) may differentiate twice
+FIRST_DERIVATIVES_ONLY = frozenset({"first_order", "darts", "sama"})
+
 ESTIMATORS: dict[str, Estimator] = {}
 
 
@@ -129,7 +133,10 @@ def get_estimator(name: str) -> Estimator:
 
 def estimator_options(spec: EstimatorSpec, source: str = "<spec>", where: str = "") -> Any:
     """Validate ``spec.options`` against the estimator's own options dataclass."""
-    estimator = get_estimator(spec.type)
+    try:
+        estimator = get_estimator(spec.type)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {where}: {exc}" if where else str(exc)) from None
     return parse_dataclass(estimator.options_type, dict(spec.options), source, where)
 
 

@@ -40,12 +40,31 @@ class Masker(Protocol):
 
 class LearnedMasker(nn.Module):
     """A masking network: ``p = probabilities(tokens)``; the ``L - keep`` most probable tokens are
-    masked (ties by position), where ``keep = round_down(L (1 - mask_ratio))``."""
+    masked (ties by position), where ``keep = round_down(L (1 - r))``.
 
-    def __init__(self, mask_ratio: float) -> None:
+    ``r`` is ``mask_ratio``, or, with ``ratio_bounds = (lo, hi)``, learned: the batch's mean
+    masking probability clamped to ``[lo, hi]``. The network then decides how much to mask as
+    well as where (its probabilities, which weight the loss, also set the count).
+    """
+
+    def __init__(self, mask_ratio: float, ratio_bounds: tuple[float, float] | None = None) -> None:
         super().__init__()
         num_kept(2, mask_ratio)  # validates the ratio
+        if ratio_bounds is not None:
+            lo, hi = ratio_bounds
+            if not 0.0 <= lo <= hi < 1.0:
+                raise ConfigError(
+                    f"masker.ratio_bounds: expected 0 <= low <= high < 1, got {list(ratio_bounds)}"
+                )
         self.mask_ratio = mask_ratio
+        self.ratio_bounds = ratio_bounds
+
+    def ratio(self, probabilities: torch.Tensor) -> float:
+        """The share of tokens to mask in this batch: fixed, or the clamped mean probability."""
+        if self.ratio_bounds is None:
+            return self.mask_ratio
+        lo, hi = self.ratio_bounds
+        return min(hi, max(lo, float(probabilities.detach().mean())))
 
     def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
         """Masking probability (B, L) in (0, 1) of every token; differentiable."""
@@ -53,7 +72,8 @@ class LearnedMasker(nn.Module):
 
     def masks_from(self, probabilities: torch.Tensor) -> Masks:
         """Keep the lowest-probability tokens: mask the top ``L - keep`` (argsort, no gradient)."""
-        return Masks.from_scores(probabilities, num_kept(probabilities.shape[1], self.mask_ratio))
+        keep = num_kept(probabilities.shape[1], self.ratio(probabilities))
+        return Masks.from_scores(probabilities, keep)
 
     def forward(self, tokens: torch.Tensor) -> Masks:
         return self.masks_from(self.probabilities(tokens))
@@ -63,8 +83,15 @@ class FlatMLPMasker(LearnedMasker):
     """The published MLO-MAE masker: Linear(L D, hidden) -> ReLU -> Linear(hidden, L) -> sigmoid
     over the flattened positioned patch embeddings of one input (PyTorch's default init)."""
 
-    def __init__(self, num_tokens: int, width: int, mask_ratio: float, hidden: int = 512) -> None:
-        super().__init__(mask_ratio)
+    def __init__(
+        self,
+        num_tokens: int,
+        width: int,
+        mask_ratio: float,
+        hidden: int = 512,
+        ratio_bounds: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__(mask_ratio, ratio_bounds)
         self.num_tokens, self.width = num_tokens, width
         self.hidden = nn.Linear(num_tokens * width, hidden)
         self.out = nn.Linear(hidden, num_tokens)
@@ -91,8 +118,9 @@ class TokenMLPMasker(LearnedMasker):
         hidden: int = 64,
         attention_layers: int = 0,
         heads: int = 4,
+        ratio_bounds: tuple[float, float] | None = None,
     ) -> None:
-        super().__init__(mask_ratio)
+        super().__init__(mask_ratio, ratio_bounds)
         if attention_layers and width % heads:
             raise ConfigError(f"token_mlp masker: {heads} heads do not divide width {width}")
         self.context = nn.Sequential(
@@ -119,6 +147,7 @@ class MaskerSpec:
     hidden: int = 512  # hidden width of the MLP (published: 512)
     attention_layers: int = 0  # token_mlp: self-attention blocks before the per-token MLP
     heads: int = 4  # token_mlp: attention heads (must divide the token width)
+    ratio_bounds: tuple[float, float] | None = None  # learn the mask ratio within [low, high]
 
 
 def build_masker(
@@ -128,5 +157,7 @@ def build_masker(
     if spec.type == "random":
         return RandomMasker(mask_ratio)
     if spec.type == "flat_mlp":
-        return FlatMLPMasker(num_tokens, width, mask_ratio, spec.hidden)
-    return TokenMLPMasker(width, mask_ratio, spec.hidden, spec.attention_layers, spec.heads)
+        return FlatMLPMasker(num_tokens, width, mask_ratio, spec.hidden, spec.ratio_bounds)
+    return TokenMLPMasker(
+        width, mask_ratio, spec.hidden, spec.attention_layers, spec.heads, spec.ratio_bounds
+    )

@@ -46,6 +46,10 @@ class Node(ImplicitProblem):
     #: (e.g. MetaMAE's differentiable latent adaptation), so upper nodes add no estimator term.
     hypergradient_in_graph = False
 
+    #: names of the estimators that may differentiate through this node (None: any); checked
+    #: when the graph is built (metamask.nodes.differentiable.check_estimator_support)
+    supported_estimators: frozenset[str] | None = None
+
     #: a non-finite loss term or gradient: "stop" raises NonFiniteError; "skip" drops the
     #: batch (no update) and counts it in :attr:`skipped` (set from ``train.on_nonfinite``)
     on_nonfinite: str = "stop"

@@ -149,6 +149,12 @@ def check_estimator_support(node: Node) -> None:
     step.
     """
     estimator = get_estimator(node.estimator)
+    supported = node.supported_estimators
+    if supported is not None and estimator.name not in supported:
+        raise ConfigError(
+            f"node '{node.name}': {type(node).__name__} cannot pass gradients on with estimator "
+            f"'{estimator.name}'; it supports {sorted(supported)}"
+        )
     if estimator.needs_trajectory and not isinstance(node, DifferentiableNode):
         raise ConfigError(
             f"node '{node.name}': estimator '{estimator.name}' differentiates through the "

@@ -11,13 +11,21 @@ its own batch, masks at random and reconstructs from the unadapted latent.
 
 The two nodes share one batch through one explicit handle: the outer node reads the inner
 node's :class:`LatentTask`, never the data loader.
+
+With a learned masker on the inner node (``masker: {type: token_mlp}``; ``metamae+mask``), the
+masker picks each batch's masks (its most probable tokens) and each masked token's outer loss
+is multiplied by its masking probability, as MLO-MAE's pretrain node does; a ``mask`` node
+above ``reconstruct`` trains the masker. The outer loss is then re-computable at other
+parameter values (darts' finite differences through ``reconstruct``): the task keeps the
+batch, its masks and its support set, and any evaluation after the first re-embeds,
+re-encodes and re-adapts with them fixed (the estimator replays dropout's random numbers).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,9 +36,11 @@ from metamask.config import NodeSpec, OptimizerSpec
 from metamask.errors import GraphError
 from metamask.graph import BuildContext, register_node_type
 from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
+from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY, estimator_options
 from metamask.metamae import nearby_support, pool_tokens, task_contrastive_loss
 from metamask.models.heads import Projector
-from metamask.models.mae import MaskedAutoencoder
+from metamask.models.mae import MaskedAutoencoder, probability_weighted_loss
+from metamask.models.maskers import LearnedMasker, MaskerSpec, build_masker
 from metamask.models.masking import Masks, RandomMasker
 from metamask.models.transformer import twice_differentiable
 from metamask.nodes.base import Node
@@ -45,6 +55,9 @@ class AdaptOptions:
     inner_lr: float = 0.1  # latent step size (the published training script uses 0.5 on PAMAP2)
     inner_steps: int = 1  # gradient steps on the support loss
     s_ratio: float = 0.1  # probability that a masked neighbour of a visible token joins the support
+    masker: MaskerSpec = field(  # random (MetaMAE) | token_mlp / flat_mlp (learned: metamae+mask)
+        default_factory=lambda: MaskerSpec(type="random")
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,9 @@ class LatentTask:
     support: torch.Tensor  # (B, L) support weights: visible + nearby-S tokens
     amortized: torch.Tensor  # z0: (B, 1 + K, D), the encoder's latent
     adapted: torch.Tensor  # z1: (B, 1 + K, D), after the inner steps (in autograd's graph)
+    x: torch.Tensor | None = None  # the batch's inputs, kept when the task can be re-solved
+    probabilities: torch.Tensor | None = None  # (B, L) a learned masker's, in autograd's graph
+    fresh: bool = True  # not yet read by the outer node (later reads re-solve the task)
 
 
 class Adapt(Node):
@@ -77,7 +93,7 @@ class Adapt(Node):
         self,
         name: str,
         model: MaskedAutoencoder,
-        masker: Masker,
+        masker: Masker | LearnedMasker,
         solver: LatentSolver,
         options: AdaptOptions,
         loader: Any,
@@ -90,7 +106,12 @@ class Adapt(Node):
         self._task: LatentTask | None = None
 
     def trainable_parameters(self) -> list[torch.Tensor]:
-        return []  # the encoder and decoder belong to the outer node
+        return []  # the encoder and decoder belong to the outer node (the masker: a mask node)
+
+    @property
+    def learned(self) -> bool:
+        """True when a masking network picks the masks (``metamae+mask``)."""
+        return isinstance(self.masker, LearnedMasker)
 
     @property
     def task(self) -> LatentTask:
@@ -106,14 +127,30 @@ class Adapt(Node):
         self._task, support_loss = self.solve(batch[0])
         return self.record_metrics({"support": support_loss})
 
-    def solve(self, x: torch.Tensor) -> tuple[LatentTask, float]:
-        """Mask, encode and adapt one batch; returns the task and the support loss at z0."""
+    def solve(self, x: torch.Tensor, fixed: LatentTask | None = None) -> tuple[LatentTask, float]:
+        """Mask, encode and adapt one batch; returns the task and the support loss at z0.
+
+        With ``fixed`` (an earlier task of the same batch), its masks and support set are
+        kept: the task is solved again at the parameters the model holds now.
+        """
         model = self.model
         tokens = model.embed(x)  # (B, L, D)
-        masks = self.masker(tokens)
+        prob = None
+        if isinstance(self.masker, LearnedMasker):
+            prob = self.masker.probabilities(tokens)  # (B, L), the path to the masker
+        if fixed is not None:
+            masks, support = fixed.masks, fixed.support
+        else:
+            if isinstance(self.masker, LearnedMasker):
+                assert prob is not None
+                masks = self.masker.masks_from(prob.detach())
+            else:
+                masks = self.masker(tokens)
+            support = nearby_support(masks.mask, model.grid, self.options.s_ratio)
         amortized = model.encode(tokens, masks)  # (B, 1 + K, D)
+        if not amortized.requires_grad:  # constant parameters (darts' evaluations): the
+            amortized = amortized.detach().requires_grad_(True)  # solver still steps in z
         target = model.targets(x)
-        support = nearby_support(masks.mask, model.grid, self.options.s_ratio)
         batch_size = x.shape[0]
         first_loss: list[float] = []
 
@@ -130,7 +167,17 @@ class Adapt(Node):
             return loss
 
         adapted = self.solver(support_loss, amortized)
-        return LatentTask(target, masks, support, amortized, adapted), first_loss[0]
+        kept = x if prob is not None else None  # a learned masker's task is re-solved later
+        task = LatentTask(target, masks, support, amortized, adapted, kept, prob)
+        return task, first_loss[0]
+
+    def resolve(self, task: LatentTask) -> LatentTask:
+        """``task`` solved again at the model's current parameters, masks and support fixed."""
+        if task.x is None:
+            raise RuntimeError(f"node '{self.name}': this task did not keep its batch")
+        again, _ = self.solve(task.x, fixed=task)
+        again.fresh = False
+        return again
 
     def training_step(self, batch: Any) -> torch.Tensor:
         raise RuntimeError("Adapt has no training step: it solves a latent problem per batch")
@@ -146,7 +193,11 @@ class OuterModule(nn.Module):
 
 
 class Reconstruct(Node):
-    """Masked reconstruction from the adapted latent (+ task contrast), or plain MAE."""
+    """Masked reconstruction from the adapted latent (+ task contrast), or plain MAE.
+
+    Below a ``mask`` node (the inner node has a learned masker), only first derivatives of
+    its loss are taken toward the masker: darts, sama.
+    """
 
     def __init__(
         self,
@@ -159,6 +210,8 @@ class Reconstruct(Node):
         masker: Masker | None = None,
         loader: Any = None,
         unroll_steps: int = 1,
+        estimator: str = "first_order",
+        estimator_options: Any = None,
     ) -> None:
         if (inner is None) == (masker is None):
             raise ValueError("Reconstruct takes either an inner Adapt node or a masker, not both")
@@ -166,12 +219,34 @@ class Reconstruct(Node):
         if inner is not None and self.reg_weight > 0 and module.projector is None:
             raise ValueError("a positive reg_weight needs a projector")
         super().__init__(
-            name, module, optimizer, scheduler, loader=loader, unroll_steps=unroll_steps
+            name,
+            module,
+            optimizer,
+            scheduler,
+            loader=loader,
+            unroll_steps=unroll_steps,
+            estimator=estimator,
+            estimator_options=estimator_options,
         )
         self.outer = module
         self.options = options
         self.inner = inner
         self.masker = masker
+        if inner is not None and inner.learned:
+            # its re-evaluations re-run the latent solver, whose graph only gives first
+            # derivatives of the outer loss in the masker (the fused attention kernels)
+            self.supported_estimators = FIRST_DERIVATIVES_ONLY
+
+    @property
+    def mae(self) -> MaskedAutoencoder:
+        """The auto-encoder this node trains."""
+        return self.outer.mae
+
+    def learned_masker(self) -> LearnedMasker | None:
+        """The inner node's masking network (``metamae+mask``), or None."""
+        if self.inner is not None and isinstance(self.inner.masker, LearnedMasker):
+            return self.inner.masker
+        return None
 
     def get_batch(self) -> Any:
         if self.inner is not None:
@@ -181,10 +256,21 @@ class Reconstruct(Node):
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         mae = self.outer.mae
         if isinstance(batch, LatentTask):
-            rec = mae.reconstruction_loss(
-                batch.adapted, batch.masks, batch.target, batch.masks.mask
-            )
-            terms = {"reconstruction": rec}
+            if batch.probabilities is not None:  # learned masks: the path to the masker
+                assert self.inner is not None
+                if not batch.fresh:  # re-evaluation (darts), perhaps at other parameters
+                    batch = self.inner.resolve(batch)
+                batch.fresh = False
+                assert batch.probabilities is not None
+                weighted = probability_weighted_loss(
+                    mae, batch.adapted, batch.masks, batch.target, batch.probabilities
+                )
+                rec, terms = weighted["loss"], weighted
+            else:
+                rec = mae.reconstruction_loss(
+                    batch.adapted, batch.masks, batch.target, batch.masks.mask
+                )
+                terms = {"reconstruction": rec}
             if self.reg_weight > 0:
                 assert self.outer.projector is not None
                 contrast = task_contrastive_loss(
@@ -193,9 +279,8 @@ class Reconstruct(Node):
                     self.outer.projector(distributed.gather_rows(pool_tokens(batch.adapted))),
                     self.options.temperature,
                 )
-                terms["contrastive"] = contrast
-                return {"loss": rec + self.reg_weight * contrast, **terms}
-            return {"loss": rec, **terms}
+                return {**terms, "loss": rec + self.reg_weight * contrast, "contrastive": contrast}
+            return {**terms, "loss": rec}
         assert self.masker is not None
         x = batch[0]
         tokens = mae.embed(x)
@@ -223,9 +308,14 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
         ctx.source,
         f"graph.nodes.{name}.hypergradient",
     )
-    masker = RandomMasker(ctx.spec.model.mask_ratio)
-    loader = ctx.loader(ctx.bundle.pretrain_set, name)
-    return Adapt(name, ctx.mae(), masker, solver, options, loader)
+    mae = ctx.mae()
+    masker = build_masker(
+        options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
+    )
+    if isinstance(masker, LearnedMasker):
+        masker = masker.to(ctx.device)
+    loader = ctx.loader(ctx.dataset(name, ctx.bundle.pretrain_set), name)
+    return Adapt(name, mae, masker, solver, options, loader)
 
 
 @register_node_type(
@@ -244,10 +334,22 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
             f"got {[node.name for node in lowers]}"
         )
     inner = inners[0] if inners else None
-    if spec.hypergradient.type != "first_order" or spec.hypergradient.options:
+    learned = inner is not None and inner.learned
+    uppers = ctx.uppers(name)
+    if not uppers and (spec.hypergradient.type != "first_order" or spec.hypergradient.options):
         raise GraphError(
             f"{where}.hypergradient: reconstruct is the top node; it has no upper to "
             "pass gradients to (set the estimator on the adapt node)"
+        )
+    if learned and not uppers:
+        raise GraphError(
+            f"{where}: the adapt node's learned masker needs a mask node above '{name}' to "
+            f"train it (u2l: {{mask: [{name}]}}); use masker: {{type: random}} for MetaMAE"
+        )
+    if uppers and not learned:
+        raise GraphError(
+            f"{where}: {uppers} differentiate through '{name}', but its masks are random "
+            "(give the adapt node a learned masker: masker: {type: token_mlp})"
         )
     reg_weight: float = (
         options.reg_weight if options.reg_weight is not None else (0.1 if inner else 0.0)
@@ -261,7 +363,17 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
     optimizer, scheduler = ctx.optimizer(module, spec.optimizer or OptimizerSpec(), name)
     if inner is not None:
         return Reconstruct(
-            name, module, options, optimizer, scheduler, inner=inner, unroll_steps=spec.unroll_steps
+            name,
+            module,
+            options,
+            optimizer,
+            scheduler,
+            inner=inner,
+            unroll_steps=spec.unroll_steps,
+            estimator=spec.hypergradient.type,
+            estimator_options=estimator_options(
+                spec.hypergradient, ctx.source, f"graph.nodes.{name}.hypergradient"
+            ),
         )
     return Reconstruct(
         name,
@@ -270,6 +382,6 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
         optimizer,
         scheduler,
         masker=RandomMasker(ctx.spec.model.mask_ratio),
-        loader=ctx.loader(ctx.bundle.pretrain_set, name),
+        loader=ctx.loader(ctx.dataset(name, ctx.bundle.pretrain_set), name),
         unroll_steps=spec.unroll_steps,
     )

@@ -29,7 +29,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -43,8 +43,8 @@ from metamask.data.bundles import IndexSubset, split_indices
 from metamask.errors import GraphError
 from metamask.graph import BuildContext, register_node_type
 from metamask.hypergrad.paths import path_gradient
-from metamask.hypergrad.registry import estimator_options, get_estimator
-from metamask.models.mae import MaskedAutoencoder, masked_mean
+from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY, estimator_options, get_estimator
+from metamask.models.mae import MaskedAutoencoder, probability_weighted_loss
 from metamask.models.maskers import LearnedMasker, MaskerSpec, build_masker
 from metamask.models.masking import Masks, RandomMasker
 from metamask.models.transformer import twice_differentiable
@@ -54,9 +54,38 @@ from metamask.nodes.feature_reuse import FeatureReuse
 
 Pool = Literal["cls", "global"]
 
-#: estimators that differentiate a lower node's loss once (finite differences of gradients);
-#: every other one (neumann, cg, unrolled, implicit_*, user-registered) may differentiate twice
-FIRST_DERIVATIVES_ONLY = frozenset({"first_order", "darts", "sama"})
+
+@runtime_checkable
+class MaskedPretraining(Protocol):
+    """A pretraining node a ``mask`` node can sit on: it has the run's auto-encoder and (when
+    it learns where to mask) a learned masker. ``pretrain`` (MAE + masker) is one;
+    ``reconstruct`` above an ``adapt`` node with a learned masker (``metamae+mask``) another."""
+
+    name: str
+
+    @property
+    def mae(self) -> MaskedAutoencoder: ...
+
+    def learned_masker(self) -> LearnedMasker | None:
+        """The masking network whose probabilities weight this node's loss, if any."""
+        ...
+
+
+@runtime_checkable
+class Downstream(Protocol):
+    """A node below a ``mask`` node whose loss on held-out data the masker minimises:
+    ``finetune`` (the classification head), or a custom node (any loss of a batch)."""
+
+    name: str
+
+    def heldout_loss(self, batch: Any) -> dict[str, torch.Tensor]:
+        """The loss (key ``"loss"``, plus terms to log) on a batch of the mask node's data."""
+        ...
+
+    def release(self) -> None:
+        """Drop what was kept for re-evaluations of this node's loss (after the mask step)."""
+        ...
+
 
 # ----------------------------------------------------------------------------------------------
 # options (YAML keys of each node type)
@@ -130,6 +159,9 @@ class Pretrain(DifferentiableNode):
         """True when the masker is a network (its probabilities weight the loss)."""
         return isinstance(self.masker, LearnedMasker)
 
+    def learned_masker(self) -> LearnedMasker | None:
+        return self.masker if isinstance(self.masker, LearnedMasker) else None
+
     def get_batch(self) -> MaskedBatch:
         """Draw a batch; random masks are drawn with it, learned ones at its first evaluation."""
         x = super().get_batch()[0]
@@ -153,13 +185,8 @@ class Pretrain(DifferentiableNode):
             if prob is None:  # exactly the MAE baseline's loss (Reconstruct without inner node)
                 rec = mae.reconstruction_loss(latent, masks, target, masks.mask)
                 return {"loss": rec, "reconstruction": rec}
-            select = masks.mask > 0  # (B, L): decode the masked positions only
-            losses = mae.token_losses(mae.decode(latent, masks, select), target[select])  # (N,)
-            ones = masks.mask[select]
-            loss = masked_mean(losses * prob[select], ones)  # sum(p * loss) / number masked
-            rec = masked_mean(losses.detach(), ones)
-            mean_prob = masked_mean(prob.detach()[select], ones)
-        return {"loss": loss, "reconstruction": rec, "masked_prob": mean_prob}
+            terms = probability_weighted_loss(mae, latent, masks, target, prob)
+        return terms
 
     @contextmanager
     def _differentiable_twice(self) -> Iterator[None]:
@@ -229,7 +256,7 @@ class Finetune(DifferentiableNode):
         self,
         name: str,
         head: ClassifierHead,
-        pretrain: Pretrain,
+        pretrain: MaskedPretraining,
         splits: LabelledSplits,
         pool: Pool,
         optimizer: torch.optim.Optimizer,
@@ -267,9 +294,23 @@ class Finetune(DifferentiableNode):
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         x, y = batch
         logits = self.head(self.reuse.features(x, lambda: self.features(x)))
-        loss = F.cross_entropy(logits, y.long())
-        accuracy = (logits.detach().argmax(-1) == y).float().mean()
-        return {"loss": loss, "accuracy": accuracy}
+        return classification_terms(logits, y)
+
+    def heldout_loss(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Cross-entropy on a split-B batch (the mask node's loss)."""
+        x, y = batch
+        return classification_terms(self.logits(x), y)
+
+    def release(self) -> None:
+        """Drop the kept encoder graph of the head's batch (its last use has passed)."""
+        self.reuse.clear()
+
+
+def classification_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy (the loss) and accuracy (logged) of logits (B, K) for labels (B,)."""
+    loss = F.cross_entropy(logits, y.long())
+    accuracy = (logits.detach().argmax(-1) == y).float().mean()
+    return {"loss": loss, "accuracy": accuracy}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,14 +319,15 @@ class Finetune(DifferentiableNode):
 
 
 class Mask(Node):
-    """The masking network's problem: the head's cross-entropy on split B."""
+    """The masking network's problem: the head's loss on split B (its cross-entropy for
+    ``finetune``; a custom head's own loss)."""
 
     def __init__(
         self,
         name: str,
         masker: LearnedMasker,
-        pretrain: Pretrain,
-        finetune: Finetune,
+        pretrain: MaskedPretraining,
+        finetune: Downstream,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None,
         loader: Any,
@@ -299,11 +341,7 @@ class Mask(Node):
         self.finetune = finetune
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        x, y = batch
-        logits = self.finetune.logits(x)
-        loss = F.cross_entropy(logits, y.long())
-        accuracy = (logits.detach().argmax(-1) == y).float().mean()
-        return {"loss": loss, "accuracy": accuracy}
+        return self.finetune.heldout_loss(batch)
 
     def backward(
         self,
@@ -320,7 +358,7 @@ class Mask(Node):
         """
         params = list(params)
         self.set_grads(params, summed_path_gradient(loss, paths, self))
-        self.finetune.reuse.clear()  # the head's kept encoder graph has served its last use
+        self.finetune.release()  # the head's kept encoder graph has served its last use
         super().backward(loss, params, [], create_graph, retain_graph, allow_unused)
 
 
@@ -433,7 +471,7 @@ def build_pretrain(ctx: BuildContext, name: str, spec: NodeSpec) -> Pretrain:
         masker,
         optimizer,
         scheduler,
-        ctx.loader(ctx.bundle.pretrain_set, name),
+        ctx.loader(ctx.dataset(name, ctx.bundle.pretrain_set), name),
         spec.unroll_steps,
         estimator,
         est_options,
@@ -444,11 +482,11 @@ def build_pretrain(ctx: BuildContext, name: str, spec: NodeSpec) -> Pretrain:
 def build_finetune(ctx: BuildContext, name: str, spec: NodeSpec) -> Finetune:
     options = ctx.options(FinetuneOptions, spec, name)
     where = f"{ctx.source}: graph.nodes.{name}"
-    pretrain: Pretrain = _one(
+    pretrain: MaskedPretraining = _one(
         ctx.feeders(name),
-        Pretrain,
+        MaskedPretraining,
         f"{where}: a finetune node reads the encoder of exactly one pretrain node below it "
-        f"(l2u: {{pretrain: [{name}]}})",
+        f"(pretrain, or reconstruct above adapt; l2u: {{pretrain: [{name}]}})",
     )
     info = ctx.bundle.info
     if not info.labelled or info.num_classes < 2 or info.metric == "token_accuracy":
@@ -469,7 +507,7 @@ def build_finetune(ctx: BuildContext, name: str, spec: NodeSpec) -> Finetune:
         options.pool,
         optimizer,
         scheduler,
-        ctx.loader(splits.a, name),
+        ctx.loader(ctx.dataset(name, splits.a), name),
         spec.unroll_steps,
         estimator,
         est_options,
@@ -480,42 +518,45 @@ def build_finetune(ctx: BuildContext, name: str, spec: NodeSpec) -> Finetune:
 def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
     ctx.options(MaskOptions, spec, name)
     where = f"{ctx.source}: graph.nodes.{name}"
-    pretrain: Pretrain = _one(
+    pretrain: MaskedPretraining = _one(
         ctx.lowers(name),
-        Pretrain,
+        MaskedPretraining,
         f"{where}: a mask node differentiates through exactly one pretrain node "
-        f"(u2l: {{{name}: [pretrain]}})",
+        f"(pretrain, or reconstruct above adapt; u2l: {{{name}: [pretrain]}})",
     )
-    finetune: Finetune = _one(
+    head: Downstream = _one(
         ctx.feeders(name),
-        Finetune,
+        Downstream,
         f"{where}: a mask node reads the head of exactly one finetune node below it "
-        f"(l2u: {{finetune: [{name}]}})",
+        f"(finetune, or a custom node; l2u: {{finetune: [{name}]}})",
     )
-    if finetune.pretrain is not pretrain:
-        raise GraphError(f"{where}: '{finetune.name}' reads another encoder than '{pretrain.name}'")
-    if not isinstance(pretrain.masker, LearnedMasker):
+    if isinstance(head, Finetune) and head.pretrain is not pretrain:
+        raise GraphError(f"{where}: '{head.name}' reads another encoder than '{pretrain.name}'")
+    masker = pretrain.learned_masker()
+    if masker is None:
         raise GraphError(f"{where}: '{pretrain.name}' masks at random; nothing to learn")
     if spec.hypergradient.type != "first_order" or spec.hypergradient.options:
         raise GraphError(
             f"{where}.hypergradient: mask is the top node; its gradient reaches the masker "
             f"through the estimators of the nodes below (set hypergradient on '{pretrain.name}' "
-            f"and '{finetune.name}')"
+            f"and '{head.name}')"
         )
-    if get_estimator(pretrain.estimator).name == "first_order":
+    lower_estimator = getattr(pretrain, "estimator", "first_order")
+    if get_estimator(lower_estimator).name == "first_order":
         raise GraphError(
             f"{where}: '{pretrain.name}' uses the first_order estimator, so the masker would "
             f"get no gradient at all; set graph.nodes.{pretrain.name}.hypergradient (darts, ...)"
         )
-    masker = pretrain.masker
     optimizer, scheduler = ctx.optimizer(masker, spec.optimizer or OptimizerSpec(), name)
+    heldout = head.splits.b if isinstance(head, Finetune) else None
+    assert isinstance(pretrain, Node)
     return Mask(
         name,
         masker,
         pretrain,
-        finetune,
+        head,
         optimizer,
         scheduler,
-        ctx.loader(finetune.splits.b, name),
+        ctx.loader(ctx.dataset(name, heldout), name),
         spec.unroll_steps,
     )

@@ -1,0 +1,290 @@
+"""Compose optimization graphs in Python: declare nodes and edges, get a validated Betty graph.
+
+This is the one way metamask builds a graph. YAML specs go through it
+(:func:`metamask.graph.build_graph` is ``GraphBuilder(spec, ...).build()``), and so do the
+built-in methods: MAE, MetaMAE, MLO-MAE and ``metamae+mask`` are registered node types plus
+edges, with nothing private to the toolkit. A node is either a registered type (``"pretrain"``,
+``"adapt"``, ...; its keyword options are the type's YAML keys) or your own: a module, a loss
+``loss(batch) -> tensor | {"loss": tensor, ...}`` and a dataset. Edges are Betty's: ``u2l``
+(the upper node differentiates through the lower's solution) and ``l2u`` (the lower's steps
+trigger the upper's)::
+
+    g = new_graph("wine", model={"backbone": "tiny"}, steps=20)
+    g.node("pretrain", "pretrain", masker={"type": "token_mlp"}, hypergradient="darts",
+           optimizer={"lr": 1e-3}, unroll_steps=2)
+    g.node("head", module=head, loss=head_loss, data=split_a, hypergradient="darts",
+           optimizer={"lr": 1e-3})
+    g.node("mask", "mask", data=split_b, optimizer={"lr": 1e-4})
+    g.u2l("mask", "pretrain").l2u("pretrain", "head", "mask").l2u("head", "mask")
+    graph = g.build()          # validated: names, cycles, paths, data, estimators
+    summary = train(graph)     # metamask's Trainer: progress, metrics.jsonl, checkpoints
+
+Refusals (one line each, naming the node or edge): an unknown node in an edge, a cycle, an
+upper node with no ``l2u`` path back from its lower, a node without data, an estimator its
+node type cannot use, an unknown node type or option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import Dataset
+
+from metamask import distributed
+from metamask.config import (
+    GraphSpec,
+    NodeSpec,
+    OptimizerSpec,
+    RunSpec,
+    node_spec_from_dict,
+    spec_from_dict,
+    spec_to_dict,
+)
+from metamask.data.base import DataBundle
+from metamask.errors import GraphError
+from metamask.graph import (
+    BuildContext,
+    Graph,
+    GraphEngine,
+    NodeBuilder,
+    get_node_type,
+    validate_graph,
+)
+from metamask.models.mae import MaskedAutoencoder
+from metamask.nodes.custom import CustomLoss, custom_builder
+from metamask.nodes.differentiable import check_estimator_support
+from metamask.train import Trainer, TrainSummary
+
+#: the ``type`` a custom node (module + loss + data) gets in its spec
+CUSTOM_TYPE = "custom"
+
+
+class GraphBuilder:
+    """A graph being declared: run settings, nodes, edges; :meth:`build` validates and wires it.
+
+    Args:
+        spec: the run's settings (data, model, budget, seed) and any nodes already declared
+            (a YAML spec's graph); :func:`new_graph` makes one from a dataset name.
+        bundle: the data, when already loaded (else loaded from ``spec.data`` on first need).
+        device: where modules live (default CPU).
+        source: the name error messages start with (a spec file, or ``<graph>``).
+    """
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        bundle: DataBundle | None = None,
+        device: torch.device | str = "cpu",
+        source: str = "<graph>",
+    ) -> None:
+        self.base = spec
+        self.source = source
+        self.device = torch.device(device)
+        self._bundle = bundle
+        self._nodes: dict[str, NodeSpec] = dict(spec.graph.nodes)
+        self._u2l: dict[str, list[str]] = {k: list(v) for k, v in spec.graph.u2l.items()}
+        self._l2u: dict[str, list[str]] = {k: list(v) for k, v in spec.graph.l2u.items()}
+        self._builders: dict[str, NodeBuilder] = {}
+        self._data: dict[str, Dataset] = {}
+        self._shared: dict[str, Any] = {}
+
+    # -- declaring --------------------------------------------------------------------------------
+
+    def node(
+        self,
+        name: str,
+        type: str | None = None,
+        *,
+        module: nn.Module | None = None,
+        loss: CustomLoss | None = None,
+        data: Dataset | None = None,
+        optimizer: OptimizerSpec | Mapping[str, Any] | None = None,
+        hypergradient: str | Mapping[str, Any] = "first_order",
+        unroll_steps: int = 1,
+        **options: Any,
+    ) -> GraphBuilder:
+        """Declare node ``name``: a registered ``type`` with its options, or ``module`` + ``loss``.
+
+        ``data`` is the dataset the node draws its batches from; registered types have a
+        default (the pretraining set, split A or B), a custom node must be given one.
+        ``hypergradient`` is the estimator of the edges from this node up (a name, or a
+        mapping with ``type`` and the estimator's options). Returns the builder (chainable).
+        """
+        where = f"{self.source}: graph.nodes.{name}"
+        if name in self._nodes:
+            raise GraphError(f"{where}: a node named '{name}' is already declared")
+        custom = module is not None or loss is not None
+        if custom and type is not None:
+            raise GraphError(f"{where}: give either a registered type or module + loss, not both")
+        if custom and (module is None or loss is None):
+            raise GraphError(f"{where}: a custom node needs both module= and loss=")
+        if custom and options:
+            raise GraphError(f"{where}: a custom node takes no options, got {sorted(options)}")
+        if custom and data is None:
+            raise GraphError(
+                f"{where}: node has no data; pass data= (a torch Dataset of its batches)"
+            )
+        if type is None and not custom:
+            raise GraphError(f"{where}: give a registered node type or module= and loss=")
+        if type is not None:
+            get_node_type(type, f"{where}.type")
+        raw: dict[str, Any] = {
+            "type": type or CUSTOM_TYPE,
+            "unroll_steps": unroll_steps,
+            "hypergradient": hypergradient,
+            **options,
+        }
+        if optimizer is not None:
+            raw["optimizer"] = (
+                spec_to_dict(optimizer) if isinstance(optimizer, OptimizerSpec) else optimizer
+            )
+        self._nodes[name] = node_spec_from_dict(raw, f"graph.nodes.{name}", self.source)
+        if custom:
+            assert module is not None and loss is not None and data is not None
+            self._builders[name] = custom_builder(module, loss, data)
+        elif data is not None:
+            self._data[name] = data
+        return self
+
+    def u2l(self, upper: str, *lowers: str) -> GraphBuilder:
+        """``upper`` differentiates through the solutions of ``lowers`` (Betty's u2l)."""
+        self._u2l.setdefault(upper, []).extend(lowers)
+        return self
+
+    def l2u(self, lower: str, *uppers: str) -> GraphBuilder:
+        """After ``lower`` steps (``unroll_steps`` times), ``uppers`` step (Betty's l2u)."""
+        self._l2u.setdefault(lower, []).extend(uppers)
+        return self
+
+    # -- what has been declared -----------------------------------------------------------------
+
+    @property
+    def spec(self) -> RunSpec:
+        """The run spec of the graph as declared (custom nodes appear as ``type: custom``)."""
+        graph = GraphSpec(nodes=dict(self._nodes), u2l=dict(self._u2l), l2u=dict(self._l2u))
+        return dataclasses.replace(self.base, graph=graph)
+
+    @property
+    def bundle(self) -> DataBundle:
+        """The run's data (loaded from ``spec.data`` the first time it is needed)."""
+        if self._bundle is None:
+            from metamask.run import load_pretrain_data
+
+            self._bundle = load_pretrain_data(self.base)
+        return self._bundle
+
+    def mae(self) -> MaskedAutoencoder:
+        """The run's masked auto-encoder, shared with every node that uses one.
+
+        Call it before :meth:`build` to reference the encoder in a custom node's loss.
+        """
+        return self._context().mae()
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def build(self) -> Graph:
+        """Validate the graph, build every node lowers-first and wire them into Betty."""
+        spec = self.spec
+        order = validate_graph(spec.graph, self.source)
+        context = self._context()
+        for name in order:
+            node_spec = spec.graph.nodes[name]
+            build = self._builders.get(name)
+            if build is None:
+                if node_spec.type == CUSTOM_TYPE:
+                    raise GraphError(
+                        f"{self.source}: graph.nodes.{name}: a custom node is declared in Python "
+                        "(GraphBuilder.node with module=, loss=, data=), not in a spec file"
+                    )
+                where = f"{self.source}: graph.nodes.{name}.type"
+                build = get_node_type(node_spec.type, where).build
+            node = build(context, name, node_spec)
+            if not node.hypergradient_in_graph:
+                check_estimator_support(node)
+            context.nodes[name] = node
+        unused = sorted(set(self._data) - set(context.used_data))
+        if unused:
+            raise GraphError(
+                f"{self.source}: graph.nodes.{unused[0]}: its node type reads no data= "
+                "(it takes its batches from another node)"
+            )
+        problems = [context.nodes[name] for name in spec.graph.nodes]
+        for node in problems:
+            node.on_nonfinite = spec.train.on_nonfinite
+            if distributed.current() is not None and getattr(node, "unrolls", False):
+                raise GraphError(
+                    f"{self.source}: graph.nodes.{node.name}.hypergradient: 'unrolled' keeps each "
+                    "process's own optimizer trajectory, which data parallelism cannot average; "
+                    "pick another estimator to train with --distributed"
+                )
+        dependencies = {
+            kind: {context.nodes[k]: [context.nodes[v] for v in vs] for k, vs in edges.items()}
+            for kind, edges in (("u2l", spec.graph.u2l), ("l2u", spec.graph.l2u))
+        }
+        engine = GraphEngine(problems, dependencies, self.device, distributed.current())
+        return Graph(engine, {name: context.nodes[name] for name in spec.graph.nodes}, context)
+
+    def _context(self) -> BuildContext:
+        return BuildContext(
+            self.spec,
+            self.bundle,
+            self.device,
+            self.source,
+            shared=self._shared,
+            data=self._data,
+        )
+
+
+def new_graph(
+    data: str | DataBundle,
+    *,
+    model: Mapping[str, Any] | None = None,
+    steps: int = 100,
+    batch_size: int = 32,
+    seed: int = 0,
+    name: str = "graph",
+    device: torch.device | str = "cpu",
+    log_every: int = 10,
+) -> GraphBuilder:
+    """An empty graph on a registered dataset (by name) or your own :class:`DataBundle`.
+
+    ``model`` holds the YAML ``model`` keys (``{"backbone": "tiny", "mask_ratio": 0.5}``).
+    Seeds torch, numpy and python with ``seed`` (as ``metamask run`` does before building).
+    """
+    from metamask.run import seed_everything
+
+    dataset = data if isinstance(data, str) else data.info.name
+    raw = {
+        "name": name,
+        "seed": seed,
+        "data": {"dataset": dataset, "batch_size": batch_size},
+        "model": dict(model or {}),
+        "graph": {"nodes": {}},
+        "train": {"steps": steps, "log_every": log_every},
+    }
+    seed_everything(seed)
+    spec = spec_from_dict(raw, source="<graph>")
+    return GraphBuilder(spec, None if isinstance(data, str) else data, device)
+
+
+def train(
+    graph: Graph,
+    out_dir: Path | None = None,
+    progress: bool = False,
+    console: Console | None = None,
+) -> TrainSummary:
+    """Run ``graph`` for its spec's ``train.steps`` with metamask's :class:`Trainer`.
+
+    With ``out_dir``, writes ``metrics.jsonl`` and a checkpoint there (as ``metamask run``).
+    """
+    spec = graph.context.spec
+    return Trainer(graph, spec, out_dir, console or Console(stderr=True), progress).run()
+
+
+__all__ = ["CUSTOM_TYPE", "CustomLoss", "GraphBuilder", "new_graph", "train"]

@@ -1,0 +1,167 @@
+"""metamae+mask (MetaMAE's inner/outer nodes under a learned masker) and MAE + masker on every
+modality: they train, the masker learns, the outer loss re-solves exactly, the specs load."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from helpers import tiny_bundle, tiny_spec
+
+from metamask.config import load_spec
+from metamask.errors import GraphError
+from metamask.graph import build_graph
+from metamask.nodes.metamae import Adapt, Reconstruct
+from metamask.nodes.mlomae import Finetune, Mask
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAMW = {"type": "adamw", "lr": 1e-3}
+METAMAE_MASK: dict[str, Any] = {
+    "nodes": {
+        "adapt": {
+            "type": "adapt",
+            "inner_lr": 0.5,
+            "s_ratio": 0.5,
+            "hypergradient": {"type": "unrolled"},
+            "masker": {"type": "token_mlp", "hidden": 8, "ratio_bounds": [0.25, 0.75]},
+        },
+        "reconstruct": {
+            "type": "reconstruct",
+            "reg_weight": 0.5,
+            "unroll_steps": 2,
+            "hypergradient": {"type": "darts"},
+            "optimizer": ADAMW,
+        },
+        "finetune": {"type": "finetune", "hypergradient": {"type": "darts"}, "optimizer": ADAMW},
+        "mask": {"type": "mask", "optimizer": ADAMW},
+    },
+    "u2l": {"reconstruct": ["adapt"], "mask": ["reconstruct"]},
+    "l2u": {"adapt": ["reconstruct"], "reconstruct": ["finetune", "mask"], "finetune": ["mask"]},
+}
+
+
+def metamae_mask_graph(**changes: dict[str, Any]) -> dict[str, Any]:
+    """The tiny metamae+mask graph with node keys changed."""
+    graph = copy.deepcopy(METAMAE_MASK)
+    for name, keys in changes.items():
+        graph["nodes"][name].update(keys)
+    return graph
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("modality", ["signal1d", "image2d", "tokens"])
+def test_metamae_mask_trains_the_masker_on_every_modality(modality: str) -> None:
+    spec = tiny_spec(METAMAE_MASK, data={"batch_size": 4})
+    graph = build_graph(spec, tiny_bundle(modality), torch.device("cpu"))
+    adapt, reconstruct, finetune, mask = (graph.nodes[n] for n in METAMAE_MASK["nodes"])
+    assert isinstance(adapt, Adapt) and isinstance(reconstruct, Reconstruct)
+    assert isinstance(finetune, Finetune) and isinstance(mask, Mask)
+    assert mask.masker is adapt.masker and finetune.pretrain is reconstruct
+    before = [p.detach().clone() for p in mask.trainable_parameters()]
+    for _ in range(4):
+        graph.step()
+    assert mask.local_step == 2 and reconstruct.local_step == 4
+    metrics = reconstruct.last_metrics
+    assert 0.25 <= metrics["mask_ratio"] <= 0.75 and 0.0 < metrics["masked_prob"] < 1.0
+    assert {"reconstruction", "contrastive"} <= set(metrics)
+    after = mask.trainable_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_the_outer_loss_resolved_at_the_same_parameters_is_the_same() -> None:
+    """darts re-evaluates reconstruct's loss: with masks and support kept, the re-solved task
+    gives the fresh loss and the same masker gradient (float64, tiny backbone, no dropout)."""
+    spec = tiny_spec(METAMAE_MASK, data={"batch_size": 4})
+    bundle = tiny_bundle("signal1d", dtype=torch.float64)
+    graph = build_graph(spec, bundle, torch.device("cpu"))
+    reconstruct_module = graph.nodes["reconstruct"].module
+    reconstruct_module.double()
+    adapt, reconstruct = graph.nodes["adapt"], graph.nodes["reconstruct"]
+    assert isinstance(adapt, Adapt) and isinstance(reconstruct, Reconstruct)
+    adapt.masker.double()
+    x = torch.stack([bundle.train[i][0] for i in range(4)])
+    task, _ = adapt.solve(x)
+    masker = list(adapt.masker.parameters())
+    fresh = reconstruct.training_step(task)["loss"]
+    again = reconstruct.training_step(task)["loss"]  # not fresh any more: re-solved
+    assert not task.fresh
+    torch.testing.assert_close(again, fresh, rtol=1e-12, atol=1e-12)
+    g_fresh = torch.autograd.grad(fresh, masker)
+    g_again = torch.autograd.grad(again, masker)
+    for a, b in zip(g_again, g_fresh, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_metamae_mask_graph_mistakes_are_refused() -> None:
+    bundle = tiny_bundle("signal1d")
+    alone = {
+        "nodes": {k: METAMAE_MASK["nodes"][k] for k in ("adapt", "reconstruct")},
+        "u2l": {"reconstruct": ["adapt"]},
+        "l2u": {"adapt": ["reconstruct"]},
+    }
+    alone["nodes"]["reconstruct"] = {"type": "reconstruct", "optimizer": ADAMW}
+    with pytest.raises(GraphError, match="learned masker needs a mask node above 'reconstruct'"):
+        build_graph(tiny_spec(alone, data={"batch_size": 4}), bundle, torch.device("cpu"))
+    random = metamae_mask_graph(adapt={"masker": {"type": "random"}})
+    with pytest.raises(GraphError, match=r"differentiate through 'reconstruct', but its masks"):
+        build_graph(tiny_spec(random, data={"batch_size": 4}), bundle, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("method", ["metamae+mask", "mae+mask"])
+def test_specs_exist_for_every_metamae_dataset_with_the_same_budget(method: str) -> None:
+    for metamae in sorted((ROOT / "problems").glob("metamae-*.yaml")):
+        dataset = metamae.stem.removeprefix("metamae-")
+        path = ROOT / "problems" / f"{method}-{dataset}.yaml"
+        if not (ROOT / "problems" / f"mae-{dataset}.yaml").is_file():
+            continue
+        reference = load_spec(metamae)
+        from metamask.data.registry import get_dataset
+
+        entry = get_dataset(reference.data.dataset)
+        if entry.source != "embedded" or not entry.info.labelled:
+            continue
+        spec = load_spec(path)
+        assert spec.model == reference.model, path
+        assert spec.data == reference.data and spec.train == reference.train, path
+        assert spec.eval == reference.eval, path
+        pretrain = "reconstruct" if method == "metamae+mask" else "pretrain"
+        assert spec.graph.nodes[pretrain].optimizer == (
+            reference.graph.nodes["reconstruct"].optimizer
+        ), path
+        assert path.read_text().startswith("#"), f"{path}: header comment"
+
+
+@pytest.mark.parametrize("modality", ["signal1d", "image2d", "tokens"])
+def test_mae_mask_runs_on_every_modality(modality: str) -> None:
+    graph_spec = {
+        "nodes": {
+            "pretrain": {
+                "type": "pretrain",
+                "unroll_steps": 2,
+                "masker": {"type": "token_mlp", "hidden": 8},
+                "hypergradient": {"type": "darts"},
+                "optimizer": ADAMW,
+            },
+            "finetune": METAMAE_MASK["nodes"]["finetune"],
+            "mask": METAMAE_MASK["nodes"]["mask"],
+        },
+        "u2l": {"mask": ["pretrain"]},
+        "l2u": {"pretrain": ["finetune", "mask"], "finetune": ["mask"]},
+    }
+    graph = build_graph(
+        tiny_spec(graph_spec, data={"batch_size": 4}), tiny_bundle(modality), torch.device("cpu")
+    )
+    for _ in range(2):
+        graph.step()
+    assert graph.nodes["mask"].local_step == 1
