@@ -159,3 +159,37 @@ def test_features_are_global_pool_of_normed_tokens(modality: str) -> None:
     assert torch.allclose(
         tokens.mean(-1), torch.zeros(2, info.num_tokens), atol=1e-4
     )  # LayerNorm-ed
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
+@pytest.mark.parametrize("math_attention", [False, True])
+def test_block_rows_is_the_block_at_those_rows(qkv_bias: bool, math_attention: bool) -> None:
+    from timm.models.vision_transformer import Block
+
+    from metamask.models.transformer import block_rows, twice_differentiable
+
+    torch.manual_seed(0)
+    block = Block(16, 4, 2.0, qkv_bias=qkv_bias).double().eval()
+    x = torch.randn(3, 7, 16, dtype=torch.float64)
+    rows = torch.tensor([[0, 2, 6], [1, 1, 5], [3, 4, 4]])
+    expected = torch.gather(block(x), 1, rows.unsqueeze(-1).expand(-1, -1, 16))
+    if math_attention:
+        with twice_differentiable(block):
+            got = block_rows(block, x, rows)
+    else:
+        got = block_rows(block, x, rows)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_decoding_selected_positions_equals_selecting_from_the_full_decoding() -> None:
+    model = MaskedAutoencoder(TINY_INFOS["image2d"], model_spec(mask_ratio=0.75)).double().eval()
+    x = torch.randn(4, *TINY_INFOS["image2d"].input_shape, dtype=torch.float64)
+    tokens = model.embed(x)
+    masks = RandomMasker(0.75)(tokens)
+    latent = model.encode(tokens, masks)
+    select = torch.rand(masks.ids_restore.shape) < 0.3  # a different count in every row
+    select[0] = False  # and a row with none
+    full = model.decode(latent, masks)
+    torch.testing.assert_close(
+        model.decode(latent, masks, select), full[select], rtol=0, atol=1e-12
+    )
