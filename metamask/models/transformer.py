@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +34,14 @@ def twice_differentiable(module: nn.Module) -> Iterator[None]:
             setattr(m, "fused_attn", value)  # noqa: B010
 
 
-def block_rows(block: Block, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def block_rows(block: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``block(x)`` at the rows ``rows`` (B, R) only: (B, R, D). Keys and values still come
     from every row of ``x`` (B, T, D); queries, the attention output, the projection and the
     MLP are computed for the R rows alone. Same parameters and kernel choice as ``block``.
     """
-    attn = block.attn
-    h = block.norm1(x)
+    blk: Any = block  # a timm Block; its submodules are untyped attributes
+    attn: Any = blk.attn
+    h = blk.norm1(x)
     h_rows = torch.gather(h, 1, rows.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
     x_rows = torch.gather(x, 1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
     b, t, _ = h.shape
@@ -58,8 +60,8 @@ def block_rows(block: Block, x: torch.Tensor, rows: torch.Tensor) -> torch.Tenso
     o = attn.norm(o.transpose(1, 2).reshape(b, r, attn.attn_dim))
     if attn.gate is not None:
         o = o * attn.gate(h_rows).sigmoid()
-    x_rows = x_rows + block.drop_path1(block.ls1(attn.proj_drop(attn.proj(o))))
-    return x_rows + block.drop_path2(block.ls2(block.mlp(block.norm2(x_rows))))
+    x_rows = x_rows + blk.drop_path1(blk.ls1(attn.proj_drop(attn.proj(o))))
+    return x_rows + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x_rows))))
 
 
 def init_weights(module: nn.Module) -> None:
