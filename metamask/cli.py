@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a spec's graph: nodes, edges, estimator per node")
     show.add_argument("spec", type=Path)
     _add_overrides(show)
+    show.add_argument(
+        "--png", type=Path, default=None, metavar="FILE", help="also draw the graph into FILE"
+    )
 
     datasets = sub.add_parser("datasets", help="list datasets and whether they load here")
     datasets.add_argument("--data-root", default=None, help="folder of real DABS data")
@@ -205,6 +208,14 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     console.print(graph_table(spec))
     for line in edge_lines(spec):
         console.print(line)
+    if args.png is not None:
+        from metamask.graph_picture import draw_graph
+
+        try:
+            draw_graph(spec.graph, args.png, title=spec.name)
+        except OSError as exc:
+            raise OutputError(f"--png {args.png}: cannot write the picture ({exc})") from None
+        console.print(f"graph picture: {args.png}")
     return 0
 
 

@@ -1,0 +1,86 @@
+"""Draw a spec's optimization graph as a PNG (``metamask show SPEC --png FILE``).
+
+Nodes sit in levels, lowest on the left (a node one level above every node it differentiates
+through or is triggered by); each box names the node, its type and the estimator of its edges
+up. Solid arrows are ``u2l`` (upper differentiates through lower), dashed ones ``l2u`` (the
+lower's steps trigger the upper). Knows nothing of Betty; reads the spec only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metamask.config import GraphSpec
+from metamask.graph import validate_graph
+
+
+def node_levels(graph: GraphSpec) -> dict[str, int]:
+    """Level of every node: 0 for nodes below nothing, else 1 + the highest node below it."""
+    below: dict[str, list[str]] = {name: list(graph.u2l.get(name, [])) for name in graph.nodes}
+    for lower, uppers in graph.l2u.items():
+        for upper in uppers:
+            below[upper].append(lower)
+    levels: dict[str, int] = {}
+    for name in validate_graph(graph):  # lowers first: every node below is already placed
+        levels[name] = 1 + max((levels[n] for n in below[name]), default=-1)
+    return levels
+
+
+def draw_graph(graph: GraphSpec, path: Path, title: str = "") -> Path:
+    """Write the picture of ``graph`` to ``path`` (PNG) and return the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = node_levels(graph)
+    rows: dict[int, list[str]] = {}
+    for name in graph.nodes:
+        rows.setdefault(levels[name], []).append(name)
+    width = max(rows) + 1  # levels run left to right, lowest first
+    height = max(len(names) for names in rows.values())
+    position: dict[str, tuple[float, float]] = {}
+    for level, names in rows.items():
+        for i, name in enumerate(names):  # zig-zag: an edge skipping a level passes its box
+            zig = 0.35 * (1 if level % 2 else -1) if len(names) == 1 else 0.0
+            position[name] = (2.0 * level, i - (len(names) - 1) / 2 + zig)
+    fig, ax = plt.subplots(figsize=(2.4 * width + 1.6, 1.3 * height + 2.2))
+    box = {"boxstyle": "round,pad=0.4", "facecolor": "#eef3fb", "edgecolor": "#3a5a8c"}
+    for name, (x, y) in position.items():
+        node = graph.nodes[name]
+        label = f"{name}\n({node.type}; {node.hypergradient.type})"
+        ax.text(x, y, label, ha="center", va="center", fontsize=9, bbox=box, zorder=3)
+    for kind, edges, style, (near, far) in (
+        ("u2l", graph.u2l, "-", (0.3, 0.4)),  # upper -> lower: right to left, above
+        ("l2u", graph.l2u, "--", (0.3, -0.2)),  # lower -> upper: left to right, below
+    ):  # an edge over more than one level bends around the boxes between its ends
+        for src, targets in edges.items():
+            for dst in targets:
+                bend = near if abs(levels[src] - levels[dst]) <= 1 else far
+                ax.annotate(
+                    "",
+                    xy=position[dst],
+                    xytext=position[src],
+                    arrowprops={
+                        "arrowstyle": "-|>",
+                        "linestyle": style,
+                        "color": "#b5452f" if kind == "u2l" else "#555555",
+                        "shrinkA": 30,
+                        "shrinkB": 30,
+                        "connectionstyle": f"arc3,rad={bend}",
+                    },
+                    zorder=2,
+                )
+    ax.plot([], [], "-", color="#b5452f", label="u2l: upper differentiates through lower")
+    ax.plot([], [], "--", color="#555555", label="l2u: lower's steps trigger upper")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8, frameon=False)
+    ax.set_xlim(-1.0, 2.0 * (width - 1) + 1.0)
+    ax.set_ylim(-(height + 1) / 2, (height + 1) / 2 + 0.5)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
