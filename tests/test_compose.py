@@ -3,7 +3,6 @@ hypergradient matches finite differences, and every invalid graph is refused by 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,9 @@ from metamask.compose import GraphBuilder, new_graph, train
 from metamask.errors import ConfigError, GraphError
 from metamask.nodes.custom import CustomNode
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 SGD = {"type": "sgd", "lr": 0.5, "weight_decay": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Scale(nn.Module):

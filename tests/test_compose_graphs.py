@@ -4,13 +4,13 @@ modality: they train, the masker learns, the outer loss re-solves exactly, the s
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from helpers import tiny_bundle, tiny_spec
+from helpers import METAMAE_GRAPH, tiny_bundle, tiny_spec
+from test_mlomae import mlo_graph
 
 from metamask.config import load_spec
 from metamask.errors import GraphError
@@ -18,30 +18,24 @@ from metamask.graph import build_graph
 from metamask.nodes.metamae import Adapt, Reconstruct
 from metamask.nodes.mlomae import Finetune, Mask
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 ADAMW = {"type": "adamw", "lr": 1e-3}
-METAMAE_MASK: dict[str, Any] = {
-    "nodes": {
-        "adapt": {
-            "type": "adapt",
-            "inner_lr": 0.5,
-            "s_ratio": 0.5,
-            "hypergradient": {"type": "unrolled"},
-            "masker": {"type": "token_mlp", "hidden": 8, "ratio_bounds": [0.25, 0.75]},
-        },
-        "reconstruct": {
-            "type": "reconstruct",
-            "reg_weight": 0.5,
-            "unroll_steps": 2,
-            "hypergradient": {"type": "darts"},
-            "optimizer": ADAMW,
-        },
-        "finetune": {"type": "finetune", "hypergradient": {"type": "darts"}, "optimizer": ADAMW},
-        "mask": {"type": "mask", "optimizer": ADAMW},
-    },
-    "u2l": {"reconstruct": ["adapt"], "mask": ["reconstruct"]},
-    "l2u": {"adapt": ["reconstruct"], "reconstruct": ["finetune", "mask"], "finetune": ["mask"]},
+METAMAE_MASK: dict[str, Any] = copy.deepcopy(METAMAE_GRAPH)
+METAMAE_MASK["nodes"]["adapt"]["masker"] = {
+    "type": "token_mlp",
+    "hidden": 8,
+    "ratio_bounds": [0.25, 0.75],
 }
+METAMAE_MASK["nodes"]["reconstruct"].update(unroll_steps=2, hypergradient={"type": "darts"})
+METAMAE_MASK["nodes"]["finetune"] = {
+    "type": "finetune",
+    "hypergradient": {"type": "darts"},
+    "optimizer": ADAMW,
+}
+METAMAE_MASK["nodes"]["mask"] = {"type": "mask", "optimizer": ADAMW}
+METAMAE_MASK["u2l"]["mask"] = ["reconstruct"]
+METAMAE_MASK["l2u"].update(reconstruct=["finetune", "mask"], finetune=["mask"])
 
 
 def metamae_mask_graph(**changes: dict[str, Any]) -> dict[str, Any]:
@@ -50,14 +44,6 @@ def metamae_mask_graph(**changes: dict[str, Any]) -> dict[str, Any]:
     for name, keys in changes.items():
         graph["nodes"][name].update(keys)
     return graph
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("modality", ["signal1d", "image2d", "tokens"])
@@ -144,21 +130,7 @@ def test_specs_exist_for_every_metamae_dataset_with_the_same_budget(method: str)
 
 @pytest.mark.parametrize("modality", ["signal1d", "image2d", "tokens"])
 def test_mae_mask_runs_on_every_modality(modality: str) -> None:
-    graph_spec = {
-        "nodes": {
-            "pretrain": {
-                "type": "pretrain",
-                "unroll_steps": 2,
-                "masker": {"type": "token_mlp", "hidden": 8},
-                "hypergradient": {"type": "darts"},
-                "optimizer": ADAMW,
-            },
-            "finetune": METAMAE_MASK["nodes"]["finetune"],
-            "mask": METAMAE_MASK["nodes"]["mask"],
-        },
-        "u2l": {"mask": ["pretrain"]},
-        "l2u": {"pretrain": ["finetune", "mask"], "finetune": ["mask"]},
-    }
+    graph_spec = mlo_graph(pretrain={"masker": {"type": "token_mlp", "hidden": 8}})
     graph = build_graph(
         tiny_spec(graph_spec, data={"batch_size": 4}), tiny_bundle(modality), torch.device("cpu")
     )
