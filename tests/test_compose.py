@@ -195,6 +195,14 @@ def _with_mask(g: GraphBuilder, data: Any = None) -> GraphBuilder:
     return g.u2l("mask", "pretrain").l2u("pretrain", "head", "mask").l2u("head", "mask")
 
 
+def _metamae(data_on: str) -> GraphBuilder:
+    g = new_graph(tiny_bundle("signal1d"), model={"backbone": "tiny"}, batch_size=4)
+    data = {data_on: g.bundle.train}
+    g.node("adapt", "adapt", hypergradient="unrolled", data=data.get("adapt"))
+    g.node("reconstruct", "reconstruct", optimizer={"lr": 1e-3}, data=data.get("reconstruct"))
+    return g.u2l("reconstruct", "adapt").l2u("adapt", "reconstruct")
+
+
 REFUSED = {
     "cycle": (
         lambda: _with_mask(masked_graph(), []).l2u("mask", "pretrain"),
@@ -215,6 +223,11 @@ REFUSED = {
         lambda: _with_mask(masked_graph()),
         GraphError,
         r"<graph>: graph.nodes.mask: node has no data; declare it with GraphBuilder.node",
+    ),
+    "data on a node that reads none": (
+        lambda: _metamae(data_on="reconstruct"),
+        GraphError,
+        r"graph.nodes.reconstruct: its node type reads no data= \(it takes its batches",
     ),
     "unknown estimator": (
         lambda: _with_mask(masked_graph(hypergradient="dart"), []),
