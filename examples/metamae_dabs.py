@@ -9,7 +9,8 @@
 A method runs ``problems/<method>-<dataset>.yaml``; ``mae`` and ``metamae`` differ only in
 their graph. Prints a table (dataset, method, metric, seconds per step) and writes it as JSON
 (``--out``). ``--reuse`` reads a run folder's results.json instead of training again when its
-spec is the one asked for (an interrupted table goes on where it stopped).
+spec is the one asked for, and resumes a run folder that holds only a checkpoint (a table
+stopped with Ctrl-C or SIGTERM goes on where it stopped).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rich.console import Console
 from metamask.checkpoint import write_json
 from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.data.registry import all_datasets
-from metamask.errors import MetamaskError
+from metamask.errors import MetamaskError, OutputError
 from metamask.report import results_table
 from metamask.run import run_spec
 
@@ -94,8 +95,19 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     out = args.out / dataset / method / f"seed{seed}"
                     r = finished_run(out, spec) if args.reuse else None
+                    held = (out / "checkpoint.pt").is_file()
+                    if r is None and held and not args.reuse:
+                        raise OutputError(
+                            f"{out} already holds a run (its checkpoint.pt); keep it with "
+                            "--reuse, or choose another --out"
+                        )
                     if r is None:
-                        result = run_spec(spec, out, source=str(path), progress=not args.quiet)
+                        resume = out if held else None
+                        if resume is not None:
+                            console.print(f"  resuming from {out / 'checkpoint.pt'}")
+                        result = run_spec(
+                            spec, out, source=str(path), progress=not args.quiet, resume=resume
+                        )
                         r = result.results
                     else:
                         console.print(f"  reused {out / 'results.json'}")
@@ -155,7 +167,9 @@ def summarize(runs: list[dict], methods: tuple[str, ...] = METHODS) -> list[dict
             tests = [r["test"] for r in sel]
             mean = statistics.fmean(tests)
             std = statistics.stdev(tests) if len(tests) > 1 else 0.0
-            sps = statistics.median(r["seconds_per_step"] for r in sel)
+            # a run resumed at its last step trained nothing here: no timing of its own
+            timed = [r["seconds_per_step"] for r in sel if r["seconds_per_step"] > 0]
+            sps = statistics.median(timed) if timed else None
             base = sps if method == "mae" else base
             rows.append(
                 {
@@ -166,7 +180,7 @@ def summarize(runs: list[dict], methods: tuple[str, ...] = METHODS) -> list[dict
                     "test_mean": mean,
                     "test_std": std,
                     "seconds_per_step": sps,
-                    "ratio_vs_mae": (sps / base) if base else None,
+                    "ratio_vs_mae": (sps / base) if base and sps else None,
                 }
             )
     return rows

@@ -1,0 +1,83 @@
+"""examples/metamae_dabs.py, the README's main command: the table, --reuse and resuming."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = [
+    "--steps", "3", "--quiet",
+    "--set", "model.backbone=tiny", "--set", "train.threads=1",
+    "--set", "eval.probe.epochs=2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("metamae_dabs", ROOT / "examples/metamae_dabs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_table_has_both_methods_and_reuse_trains_nothing(example, tmp_path: Path) -> None:
+    assert (
+        example.main(["--dataset", "wine", "--seeds", "0", "1", *FAST, "--out", str(tmp_path)]) == 0
+    )
+    table = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["test"].endswith("(n=2)")) for r in table["summary"]] == [
+        ("mae", True),
+        ("metamae", True),
+    ]
+    run = tmp_path / "wine" / "metamae" / "seed1"
+    before = (run / "results.json").stat().st_mtime_ns, (run / "checkpoint.pt").stat().st_mtime_ns
+    assert (
+        example.main(
+            ["--dataset", "wine", "--seeds", "0", "1", *FAST, "--out", str(tmp_path), "--reuse"]
+        )
+        == 0
+    )
+    after = (run / "results.json").stat().st_mtime_ns, (run / "checkpoint.pt").stat().st_mtime_ns
+    assert before == after
+    assert json.loads((tmp_path / "results.json").read_text())["summary"] == table["summary"]
+
+
+def test_reuse_resumes_a_run_that_left_only_its_checkpoint(
+    example, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--dataset", "wine", "--seeds", "0", *FAST, "--out", str(tmp_path)]
+    assert example.main(args) == 0
+    run = tmp_path / "wine" / "mae" / "seed0"
+    first = json.loads((run / "results.json").read_text())
+    (run / "results.json").unlink()
+    assert example.main(args) == 2  # without --reuse: the folder holds a run, refused
+    assert "keep it with --reuse" in capsys.readouterr().err
+    assert example.main([*args, "--reuse"]) == 0
+    again = json.loads((run / "results.json").read_text())
+    assert again["train"]["resumed_from"] is not None
+    assert again["test"] == first["test"] and again["train"]["steps"] == 0  # nothing left to train
+
+
+def test_a_changed_spec_is_not_reused(example, tmp_path: Path) -> None:
+    args = ["--dataset", "wine", "--seeds", "0", *FAST, "--out", str(tmp_path), "--reuse"]
+    assert example.main(args) == 0
+    run = tmp_path / "wine" / "mae" / "seed0" / "results.json"
+    spec = json.loads(run.read_text())["spec"]
+    spec["model"]["mask_ratio"] = 0.25  # as if the run came from another spec
+    results = json.loads(run.read_text()) | {"spec": spec}
+    run.write_text(json.dumps(results))
+    assert (
+        example.finished_run(
+            run.parent,
+            example.load_spec(
+                ROOT / "problems/mae-wine.yaml",
+                ["model.backbone=tiny", "train.steps=3", "train.threads=1", "eval.probe.epochs=2"],
+            ),
+        )
+        is None
+    )
