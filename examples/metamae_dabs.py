@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
     except MetamaskError as exc:
         Console(stderr=True).print(f"[bold red]metamae_dabs: error:[/] {exc}", highlight=False)
-        return 2
+        return exc.exit_code  # 2 bad input, 3 non-finite, 130 / 143 interrupted
 
     rows = summarize(runs, methods)
     console.print(
