@@ -59,6 +59,15 @@ def extract_features(
     return torch.cat(feats), torch.cat(labels)
 
 
+def standardized(
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every split's features z-scored per dimension with the training split's statistics."""
+    train = splits["train"][0].flatten(0, -2)  # (N, D), tokens too
+    mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6)
+    return {name: ((f - mean) / std, y) for name, (f, y) in splits.items()}
+
+
 def probe_loss(info: DatasetInfo, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The probe's training loss for the dataset's task."""
     if info.metric == "token_accuracy":
@@ -102,6 +111,8 @@ def linear_probe(
         name: extract_features(model, getattr(bundle, name), device, pool)
         for name in ("train", "val", "test")
     }
+    if spec.standardize:
+        splits = standardized(splits)
     generator = torch.Generator().manual_seed(seed)
     head = linear_head(splits["train"][0].shape[-1], info.num_classes)
     _init_head(head, generator)
