@@ -81,3 +81,29 @@ def test_a_changed_spec_is_not_reused(example, tmp_path: Path) -> None:
         )
         is None
     )
+
+
+def test_reprobe_evaluates_a_finished_run_again_from_its_checkpoint(
+    example, tmp_path: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location("reprobe", ROOT / "examples/reprobe.py")
+    assert spec is not None and spec.loader is not None
+    reprobe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reprobe)
+    args = ["--dataset", "wine", "--seeds", "0", *FAST, "--out", str(tmp_path)]
+    assert example.main(args) == 0
+    run = tmp_path / "wine" / "metamae" / "seed0"
+    first = json.loads((run / "results.json").read_text())
+    assert reprobe.main([str(run)]) == 0  # same probe settings: the same answer
+    again = json.loads((run / "results.json").read_text())
+    assert again["test"] == first["test"] and again["reprobed"]["previous_test"] == first["test"]
+    assert again["train"] == first["train"] and again["spec"] == first["spec"]
+    assert reprobe.main([str(run), "--set", "eval.probe.epochs=3"]) == 0
+    third = json.loads((run / "results.json").read_text())
+    assert third["spec"]["eval"]["probe"]["epochs"] == 3
+    assert len(json.loads((run / "probe_curve.json").read_text())) == 3
+    assert (
+        example.main([*args, "--reuse", "--set", "eval.probe.epochs=3"]) == 0
+    )  # kept, not retrained
+    assert json.loads((run / "results.json").read_text())["reprobed"] == third["reprobed"]
+    assert reprobe.main([str(tmp_path / "nowhere")]) == 2
