@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench_common import peak_rss_mib, spawn, write_results
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # issue 4's target config: patch 4, 192 wide, 6 layers, decoder 128 x 4, batch 32
@@ -148,28 +149,13 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
             sync()
             if i >= payload["warmup"]:
                 times[variant].append(time.perf_counter() - start)
-    peak_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/self/status").read_text().splitlines()
-        if line.startswith("VmHWM:")
-    )
     steps = payload["steps"]
     return {
         "median_s": {v: statistics.median(t) for v, t in times.items()},
         "levels_s": {v: {n: sum(t) / steps for n, t in lv.items()} for v, lv in levels.items()},
-        "vmhwm_mib": peak_kib / 1024,
+        "vmhwm_mib": peak_rss_mib(),
         "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
     }
-
-
-def spawn(payload: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(payload)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed for {payload['config']}:\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,13 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         rounds = []
         for r in range(args.rounds):
             console.print(f"{config}: timing round {r + 1}/{args.rounds}", style="dim")
-            rounds.append(spawn({**common, "config": config, "variants": variants}))
+            rounds.append(spawn(__file__, {**common, "config": config, "variants": variants}))
         memory = {}
         if not args.no_memory:
             for variant in variants:
                 console.print(f"{config}: peak memory of {variant}", style="dim")
                 memory[variant] = spawn(
-                    {**common, "steps": 1, "warmup": 1, "config": config, "variants": [variant]}
+                    __file__,
+                    {**common, "steps": 1, "warmup": 1, "config": config, "variants": [variant]},
                 )
         mae = statistics.median(rd["median_s"]["mae"] for rd in rounds)
         for variant in variants:
@@ -270,11 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(table)
     console.print("pretrain / finetune / mask: each level's share of the cycle, in MAE steps")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"
-    }
-    args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    write_results(args, rows)
     console.print(f"written: {args.out}")
     return 0
 

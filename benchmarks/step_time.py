@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench_common import peak_rss_mib, spawn, write_results
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "pamap2-like (52,320) p5 b32 m.85": {
@@ -140,28 +141,13 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
             sync()
             if i >= payload["warmup"]:
                 times[variant].append(time.perf_counter() - start)
-    peak_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/self/status").read_text().splitlines()
-        if line.startswith("VmHWM:")
-    )
     return {
         "median_s": {v: statistics.median(t) for v, t in times.items()},
-        "vmhwm_mib": peak_kib / 1024,
+        "vmhwm_mib": peak_rss_mib(),
         "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20
         if torch.cuda.is_available()
         else None,
     }
-
-
-def spawn(payload: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(payload)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed for {payload['config']}:\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
 
 
 def main() -> int:
@@ -198,13 +184,14 @@ def main() -> int:
         rounds = []
         for r in range(args.rounds):
             console.print(f"{config}: timing round {r + 1}/{args.rounds}", style="dim")
-            rounds.append(spawn({**common, "config": config, "variants": args.variants}))
+            rounds.append(spawn(__file__, {**common, "config": config, "variants": args.variants}))
         memory = {}
         if not args.no_memory:
             for variant in args.variants:
                 console.print(f"{config}: peak memory of {variant}", style="dim")
                 memory[variant] = spawn(
-                    {**common, "steps": 3, "warmup": 1, "config": config, "variants": [variant]}
+                    __file__,
+                    {**common, "steps": 3, "warmup": 1, "config": config, "variants": [variant]},
                 )
         for variant in args.variants:
             base = BASELINE[variant]
@@ -249,11 +236,7 @@ def main() -> int:
             memory_text,
         )
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"
-    }
-    args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    write_results(args, rows)
     console.print(f"written: {args.out}")
     return 0
 

@@ -13,7 +13,6 @@ import re
 import resource
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,7 @@ from metamask.nodes.base import Node
 METAMAE = "problems/metamae-basicmotions.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models on a shared CPU: two threads can be 100x slower than one under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _assert_clean(folder: Path) -> None:

@@ -11,7 +11,7 @@ estimator must return through the graph's two paths.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,12 +31,7 @@ PRETRAIN_LR, MOMENTUM, HEAD_LR = 0.2, 0.9, 0.5
 FD_TOLERANCE = 1e-6  # relative, float64: |fd - <g, d>| <= 1e-6 * max(|fd|, 1e-3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def mlo_graph_spec(estimator: str, finetune_estimator: str | None = None) -> dict[str, Any]:

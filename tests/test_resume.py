@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,7 @@ from metamask.run import seed_everything
 from metamask.sampling import ResumableBatchSampler
 from metamask.train import Trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models on a shared CPU: two threads can be 100x slower than one under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _method_spec(method: str) -> Path | None:
