@@ -296,3 +296,37 @@ def test_adamw_param_groups_survive_betty_on_every_level() -> None:
     for node in graph.nodes.values():
         assert isinstance(node.optimizer, torch.optim.AdamW)
         assert [g["weight_decay"] for g in node.optimizer.param_groups] == [1e-3, 0.0]
+
+
+def test_darts_through_the_head_walks_the_encoder_once_and_equals_two_backwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The head's two finite-difference evaluations read the same kept encoder features, so
+    darts differentiates their difference in one backward through the encoder; the result is
+    the two-backward difference up to rounding."""
+    from metamask.nodes import feature_reuse
+
+    graph = build(mlo_graph_spec("darts"), head_dropout=0.5)
+    run_one_cycle(graph)
+    finetune, pretrain = graph.nodes["finetune"], graph.nodes["pretrain"]
+    generator = torch.Generator().manual_seed(3)
+    head = finetune.head.parameters()
+    v = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in head]
+    walks = []
+    original = feature_reuse._KeptFeatures.backward
+
+    def counting(ctx: Any, grad: torch.Tensor) -> Any:
+        walks.append(1)
+        return original(ctx, grad)
+
+    monkeypatch.setattr(feature_reuse._KeptFeatures, "backward", staticmethod(counting))
+    torch.manual_seed(5)
+    merged = darts(v, finetune, pretrain, DartsOptions(alpha=1e-4))
+    assert len(walks) == 1
+    monkeypatch.setattr(type(finetune), "shares_upstream_forward", False)
+    torch.manual_seed(5)
+    separate = darts(v, finetune, pretrain, DartsOptions(alpha=1e-4))
+    assert len(walks) == 3
+    diff = sum(((a - b) ** 2).sum() for a, b in zip(merged, separate, strict=True)) ** 0.5
+    size = sum((b**2).sum() for b in separate) ** 0.5
+    assert float(size) > 0 and float(diff / size) < 1e-9  # rounding of the difference only

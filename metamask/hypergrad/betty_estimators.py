@@ -73,20 +73,32 @@ def central_difference(
     """``-(d2L/dtheta dw) u`` by a central difference of ``dL/dtheta`` along ``u = direction``.
 
     ``eps = radius / ||u||``; the result is ``(g(w - eps u) - g(w + eps u)) / (2 eps)`` with
-    ``g = dL/dtheta``, exact for losses quadratic in ``w`` up to rounding.
+    ``g = dL/dtheta``, exact for losses quadratic in ``w`` up to rounding. When the lower's
+    evaluations share their upstream forward (``lower.shares_upstream_forward``), the
+    difference is taken before the upstream backward: ``d/dtheta [L(w-) - L(w+)] / (2 eps)``
+    in one backward, so the shared upstream graph is walked once (the same number up to
+    rounding: the gradient is linear in the loss).
     """
     upper_params = upper.trainable_parameters()
     eps = radius / (float(norm(direction)) + 1e-15)
     base = [p.detach() for p in lower.trainable_parameters()]
-    grads = []
+    merged = lower.shares_upstream_forward
+    losses, grads = [], []
     with common_random_numbers(node_device(lower)) as replay:
         for sign in (1.0, -1.0):
             moved = [w + sign * eps * u for w, u in zip(base, direction, strict=True)]
             replay()
             loss = node_loss(lower, moved)
-            grads.append(grad_or_zeros([loss], upper_params, [torch.ones_like(loss)], False))
-    plus, minus = grads
-    return [(m - p) / (2 * eps) for p, m in zip(plus, minus, strict=True)]
+            if merged:
+                losses.append(loss)
+            else:
+                grads.append(grad_or_zeros([loss], upper_params, [torch.ones_like(loss)], False))
+    if merged:
+        plus, minus = losses
+        weight = torch.full_like(plus, 1.0 / (2 * eps))
+        return grad_or_zeros([minus, plus], upper_params, [weight, -weight], False)
+    plus_grad, minus_grad = grads
+    return [(m - p) / (2 * eps) for p, m in zip(plus_grad, minus_grad, strict=True)]
 
 
 @register_estimator(

@@ -50,6 +50,13 @@ class Node(ImplicitProblem):
     #: when the graph is built (metamask.nodes.differentiable.check_estimator_support)
     supported_estimators: frozenset[str] | None = None
 
+    #: True when every re-evaluation of this node's loss at other values of its own
+    #: parameters reads the *same* upstream output tensor (see
+    #: :class:`~metamask.nodes.feature_reuse.FeatureReuse`): finite-difference estimators
+    #: then differentiate the difference of their two evaluations in one backward, which
+    #: walks the upstream graph once instead of twice (both downstream graphs live at once)
+    shares_upstream_forward = False
+
     #: a non-finite loss term or gradient: "stop" raises NonFiniteError; "skip" drops the
     #: batch (no update) and counts it in :attr:`skipped` (set from ``train.on_nonfinite``)
     on_nonfinite: str = "stop"

@@ -7,7 +7,9 @@ parameters (MLO-MAE's head on the encoder's features), the upstream forward is t
 time. :class:`FeatureReuse` runs it once per (batch, upstream state) and keeps its autograd
 graph; every evaluation reads the kept features, and a gradient that reaches the upstream
 parameters runs one backward through the kept graph (``retain_graph``), instead of a new
-forward and a backward each time.
+forward and a backward each time. Every evaluation reads the same output tensor, so one
+backward of several evaluations' summed losses (darts' difference, see
+:attr:`metamask.nodes.base.Node.shares_upstream_forward`) walks the kept graph only once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class _Kept:
     params: Sequence[torch.Tensor]  # the encoder parameters read, as found at the time
     versions: list[int]  # their version counters then (an in-place update bumps them)
     value: torch.Tensor  # (B, D) features, graph kept
+    output: torch.Tensor | None = None  # what every evaluation reads (one autograd node)
 
 
 class _KeptFeatures(torch.autograd.Function):
@@ -86,7 +89,9 @@ class FeatureReuse:
                 return value  # nothing to keep
             kept = _Kept(x, params, [p._version for p in params], value)
             self._kept = kept
-        return _KeptFeatures.apply(kept, *kept.params)
+        if kept.output is None:
+            kept.output = _KeptFeatures.apply(kept, *kept.params)
+        return kept.output
 
     def clear(self) -> None:
         """Drop the kept features and their graph (their memory)."""

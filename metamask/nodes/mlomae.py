@@ -252,6 +252,8 @@ def dataset_labels_cheap(dataset: Dataset) -> np.ndarray | None:
 class Finetune(DifferentiableNode):
     """Cross-entropy of a classification head on the (shared) encoder's feature, split A."""
 
+    shares_upstream_forward = True  # every evaluation reads the kept encoder features
+
     def __init__(
         self,
         name: str,
