@@ -40,7 +40,7 @@ def _method_spec(method: str) -> Path | None:
     return None
 
 
-@pytest.mark.parametrize("method", ["metamae", "mlomae"])
+@pytest.mark.parametrize("method", ["metamae", "mlomae", "metamae+mask"])
 def test_sigkill_at_an_arbitrary_step_then_resume_is_bitwise_equal(
     tmp_path: Path, method: str
 ) -> None:
