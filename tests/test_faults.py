@@ -76,7 +76,9 @@ _SIGNALS = {signal.SIGINT: 3, signal.SIGTERM: 6}  # signal: step after which it 
 
 
 def test_sigterm_and_sigint_finish_the_step_checkpoint_and_exit_143_130(tmp_path: Path) -> None:
-    steps = 14
+    # far more steps than either run reaches: the signals must find both still training (with
+    # 14 steps, a loaded machine let the second run finish training before its signal came)
+    steps = 1000
     args = [METAMAE, *TINY, "--set", f"train.steps={steps}", "--set", "train.checkpoint_every=5"]
     procs = {sig: start("run", *args, "--out", str(tmp_path / sig.name)) for sig in _SIGNALS}
     for sig, proc in procs.items():  # SIGINT early, SIGTERM later: two different stops
