@@ -88,11 +88,19 @@ class FeatureReuse:
             if not (torch.is_grad_enabled() and value.requires_grad):
                 return value  # nothing to keep
             kept = _Kept(x, params, [p._version for p in params], value)
+            self.clear()
             self._kept = kept
         if kept.output is None:
             kept.output = _KeptFeatures.apply(kept, *kept.params)
         return kept.output
 
     def clear(self) -> None:
-        """Drop the kept features and their graph (their memory)."""
+        """Drop the kept features and their graph (their memory).
+
+        The kept output's autograd node refers back to the kept record (a reference cycle
+        that only the garbage collector would break), so the link is cut here: the encoder's
+        activations are freed at once, not at the next collection.
+        """
+        if self._kept is not None:
+            self._kept.output = None
         self._kept = None
