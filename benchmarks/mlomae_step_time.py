@@ -28,6 +28,12 @@ from typing import Any
 from bench_common import peak_rss_mib, spawn, write_results
 
 CONFIGS: dict[str, dict[str, Any]] = {
+    # a smoke test of this script (tests/test_benchmarks.py), not a measurement
+    "tiny": {
+        "patch": [8, 8], "batch": 4,
+        "encoder": {"width": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0, "dropout": 0.0},
+        "decoder": {"width": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0},
+    },
     # issue 4's target config: patch 4, 192 wide, 6 layers, decoder 128 x 4, batch 32
     "small": {
         "patch": [4, 4], "batch": 32,
@@ -124,6 +130,42 @@ def timed_levels(graph: Any, sync: Callable[[], None]) -> dict[str, list[float]]
     return spent
 
 
+MASK_PARTS = ("path vectors", "pretrain-edge estimator")
+
+
+def timed_mask_parts(
+    sync: Callable[[], None],
+) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+    """Time, per variant, the two hypergradient parts of the mask step.
+
+    "path vectors": both paths' vectors on the pretrain node's parameters (the split-B loss's
+    gradient through the encoder, and the head edge's estimator: one more encoder backward);
+    "pretrain-edge estimator": the final estimator call onto the masker (darts: two
+    evaluations of the pretraining loss). The rest of the mask step is the split-B forward
+    and the masker's optimizer step. Set ``current[0]`` to the variant that steps next.
+    """
+    from metamask.nodes import mlomae
+
+    spent: dict[str, dict[str, list[float]]] = {}
+    current = [""]
+
+    def timing(fn: Callable[..., Any], part: str) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            sync()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync()
+            parts = spent.setdefault(current[0], {name: [] for name in MASK_PARTS})
+            parts[part].append(time.perf_counter() - start)
+            return out
+
+        return timed
+
+    mlomae.path_gradient = timing(mlomae.path_gradient, "path vectors")  # type: ignore[assignment]
+    mlomae.apply_estimator = timing(mlomae.apply_estimator, MASK_PARTS[1])  # type: ignore[assignment]
+    return spent, current
+
+
 def child(payload: dict[str, Any]) -> dict[str, Any]:
     """Time the MAE step and every variant's cycle interleaved, or run one alone (memory)."""
     import torch
@@ -135,13 +177,15 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
     config = CONFIGS[payload["config"]]
     graphs = {v: build(config, v, payload) for v in payload["variants"]}
     levels = {v: timed_levels(g, sync) for v, g in graphs.items() if v != "mae"}
+    parts, current = timed_mask_parts(sync)
     times: dict[str, list[float]] = {v: [] for v in graphs}
     for i in range(payload["warmup"] + payload["steps"]):
         for variant, graph in graphs.items():
             iterations = 1 if variant == "mae" else 2  # a cycle: 2 engine iterations
             if i == payload["warmup"] and variant in levels:
-                for spent in levels[variant].values():
+                for spent in [*levels[variant].values(), *parts.get(variant, {}).values()]:
                     spent.clear()
+            current[0] = variant
             sync()
             start = time.perf_counter()
             for _ in range(iterations):
@@ -153,6 +197,7 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "median_s": {v: statistics.median(t) for v, t in times.items()},
         "levels_s": {v: {n: sum(t) / steps for n, t in lv.items()} for v, lv in levels.items()},
+        "mask_parts_s": {v: {n: sum(t) / steps for n, t in pt.items()} for v, pt in parts.items()},
         "vmhwm_mib": peak_rss_mib(),
         "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
     }
@@ -224,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     for level in LEVELS
                 }
+                row["mask_parts_in_mae_steps"] = {
+                    part: statistics.median(
+                        rd["mask_parts_s"].get(variant, {}).get(part, 0.0) / rd["median_s"]["mae"]
+                        for rd in rounds
+                    )
+                    for part in MASK_PARTS
+                }
                 if config == "small":
                     row["target"] = TARGET
                     row["meets_target"] = row["ratio_to_mae_step"] <= TARGET
@@ -257,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(table)
     console.print("pretrain / finetune / mask: each level's share of the cycle, in MAE steps")
+    for row in rows:
+        if "mask_parts_in_mae_steps" in row:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in row["mask_parts_in_mae_steps"].items())
+            console.print(f"  {row['variant']} mask step: {parts}; the rest: split-B forward, step")
     write_results(args, rows)
     console.print(f"written: {args.out}")
     return 0

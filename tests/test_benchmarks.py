@@ -1,0 +1,51 @@
+"""The benchmark scripts still run and write the JSON their docs quote (tiny models, one step)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str, out: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_step_time_writes_every_variant_with_its_ratio_and_peak_memory(tmp_path: Path) -> None:
+    args = ["--backbone", "tiny", "--configs", "cifar-like (3,32,32) p4 b32 m.75"]
+    args += ["--steps", "1", "--warmup", "0", "--rounds", "1", "--threads", "1"]
+    result = _run("step_time.py", *args, out=tmp_path / "s.json")
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert set(rows) == {"plain", "mae", "metamae2", "metamae1"}
+    assert all(row["seconds_per_step"] > 0 for row in rows.values())
+    assert all(row["peak_rss_mib"] > 0 for row in rows.values())
+    assert rows["metamae2"]["ratio"] > 0 and rows["metamae2"]["target"] == 1.5
+
+
+def test_mlomae_step_time_splits_the_cycle_and_the_mask_step(tmp_path: Path) -> None:
+    args = ["--configs", "tiny", "--steps", "1", "--warmup", "1", "--rounds", "1"]
+    args += ["--threads", "1", "--no-memory", "--variants", "darts", "darts+head-first-order"]
+    result = _run("mlomae_step_time.py", *args, out=tmp_path / "m.json")
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert set(rows) == {"mae", "darts", "darts+head-first-order"}
+    darts = rows["darts"]
+    assert darts["ratio_to_mae_step"] > 1  # a cycle holds two MAE-sized pretrain steps
+    assert set(darts["levels_in_mae_steps"]) == {"pretrain", "finetune", "mask"}
+    parts = darts["mask_parts_in_mae_steps"]
+    assert parts["path vectors"] > 0 and parts["pretrain-edge estimator"] > 0
+    mask_step = darts["levels_in_mae_steps"]["mask"]
+    assert sum(parts.values()) < mask_step  # parts of the mask step, not more than it
