@@ -6,6 +6,7 @@ import json
 import platform
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from metamask.data.user_arrays import array_dataset_entry, load_array_dataset
 from metamask.errors import CheckpointError, ConfigError, DataError
 from metamask.evaluate import ProbeResult, linear_probe
 from metamask.finetune import FinetuneResult, fine_tune
+from metamask.folder_lock import run_folder_lock
 from metamask.graph import Graph, build_graph
 from metamask.plots import save_mask_picture
 from metamask.resume import check_same_run
@@ -129,10 +131,25 @@ def run_spec(
     """Pretrain the spec's graph, evaluate it, and (with ``out_dir``) write results.json.
 
     With ``resume`` (a run folder or its checkpoint file), training continues from the
-    checkpoint, which must come from the same spec (see :mod:`metamask.resume`). Under data
+    checkpoint, which must come from the same spec (see :mod:`metamask.resume`). The folder
+    is held for the run (:mod:`metamask.folder_lock`): a second process is refused. Under data
     parallelism (:mod:`metamask.distributed`) every process trains; rank 0 evaluates and
     writes the files.
     """
+    held = out_dir is not None and distributed.is_main()
+    with run_folder_lock(out_dir) if held and out_dir is not None else nullcontext():
+        return _run_spec(spec, out_dir, source, progress, console, resume)
+
+
+def _run_spec(
+    spec: RunSpec,
+    out_dir: Path | None,
+    source: str,
+    progress: bool,
+    console: Console | None,
+    resume: Path | None,
+) -> RunResult:
+    """:func:`run_spec`'s body, with the run folder held."""
     console = console or Console(stderr=True)
     checkpoint = read_resume_checkpoint(spec, resume) if resume is not None else None
     if spec.train.threads > 0:
