@@ -161,8 +161,9 @@ def timed_mask_parts(
 
         return timed
 
-    mlomae.path_gradient = timing(mlomae.path_gradient, "path vectors")  # type: ignore[assignment]
-    mlomae.apply_estimator = timing(mlomae.apply_estimator, MASK_PARTS[1])  # type: ignore[assignment]
+    paths, estimator = MASK_PARTS
+    mlomae.path_gradient = timing(mlomae.path_gradient, paths)  # type: ignore[assignment]
+    mlomae.apply_estimator = timing(mlomae.apply_estimator, estimator)  # type: ignore[assignment]
     return spent, current
 
 

@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.config import RunSpec, spec_from_dict, spec_to_dict
+from metamask.config import RunSpec, apply_override, spec_from_dict, spec_to_dict
 from metamask.errors import MetamaskError
 from metamask.evaluate import linear_probe
 from metamask.graph import build_graph
@@ -41,12 +41,8 @@ def spec_of(results: dict[str, Any], overrides: list[str]) -> RunSpec:
             node.pop("hypergradient")  # the default; top nodes refuse an explicit one
         for key in [k for k, v in node.items() if v is None]:
             node.pop(key)
-    for key, value in (item.split("=", 1) for item in overrides):
-        *path, last = key.split(".")
-        target = saved
-        for part in path:
-            target = target.setdefault(part, {})
-        target[last] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+    for item in overrides:
+        apply_override(saved, item)  # as `metamask run --set`: values parsed as YAML
     return spec_from_dict(saved, "results.json")
 
 

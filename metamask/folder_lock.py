@@ -35,13 +35,11 @@ def run_folder_lock(folder: Path) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)  # while still held: the next run starts a fresh file
-            if created and not any(folder.iterdir()):
-                folder.rmdir()  # a run that failed before writing leaves no empty folder
+        yield
     finally:
+        path.unlink(missing_ok=True)  # while still held: the next run starts a fresh file
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a run that failed before writing leaves no empty folder
         os.close(fd)
 
 

@@ -6,7 +6,6 @@ import json
 import platform
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,8 +135,9 @@ def run_spec(
     parallelism (:mod:`metamask.distributed`) every process trains; rank 0 evaluates and
     writes the files.
     """
-    held = out_dir is not None and distributed.is_main()
-    with run_folder_lock(out_dir) if held and out_dir is not None else nullcontext():
+    if out_dir is None or not distributed.is_main():  # only the writing process holds it
+        return _run_spec(spec, out_dir, source, progress, console, resume)
+    with run_folder_lock(out_dir):
         return _run_spec(spec, out_dir, source, progress, console, resume)
 
 
