@@ -5,7 +5,7 @@
     python benchmarks/mlomae_step_time.py --device cuda --configs small published
 
 A cycle is what MLO-MAE does per pair of engine iterations at unroll steps 2/1/1: two
-pretrain steps, one finetune step, one mask step (all three levels). Timing: per round one
+pretrain steps, one head step, one mask step (all three levels). Timing: per round one
 fresh child process builds the MAE baseline and every MLO-MAE variant on random data and runs
 them interleaved (one MAE step, then one cycle of each variant, repeated), so that all see the
 same machine load; a cell is the median over rounds of the per-round median, ratios are taken
@@ -47,14 +47,14 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "decoder": {"width": 512, "depth": 8, "heads": 16, "mlp_ratio": 4.0},
     },
 }  # fmt: skip
-# name -> (pretrain estimator, finetune estimator); every variant uses the published masker
+# name -> (pretrain estimator, head estimator); every variant uses the published masker
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "darts": ({"type": "darts"}, {"type": "darts"}),  # as published
     "darts+exact-head": ({"type": "darts"}, {"type": "neumann", "iterations": 0}),
     "darts+head-first-order": ({"type": "darts"}, {"type": "first_order"}),
 }
 TARGET = 5.0  # issue 4: one darts cycle <= 5 MAE steps at the small config
-LEVELS = ("pretrain", "finetune", "mask")
+LEVELS = ("pretrain", "head", "mask")
 
 
 def graph_spec(variant: str) -> dict[str, Any]:
@@ -72,11 +72,11 @@ def graph_spec(variant: str) -> dict[str, Any]:
                 "hypergradient": pretrain_estimator,
                 "optimizer": {**adamw, "no_decay_bias_norm": True},
             },
-            "finetune": {"type": "finetune", "hypergradient": head_estimator, "optimizer": adamw},
+            "head": {"type": "head", "hypergradient": head_estimator, "optimizer": adamw},
             "mask": {"type": "mask", "optimizer": adamw},
         },
         "u2l": {"mask": ["pretrain"]},
-        "l2u": {"pretrain": ["finetune", "mask"], "finetune": ["mask"]},
+        "l2u": {"pretrain": ["head", "mask"], "head": ["mask"]},
     }
 
 
@@ -284,12 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                 row["mae_step_seconds"] = mae
             rows.append(row)
     title = (
-        f"MLO-MAE cycle (2 pretrain + 1 finetune + 1 mask step) vs one MAE step "
+        f"MLO-MAE cycle (2 pretrain + 1 head + 1 mask step) vs one MAE step "
         f"({args.device}, {args.threads} threads)"
     )
     table = Table(title=title, title_justify="left")
     for col in ("config", "variant", "s / cycle", "s / iteration", "x MAE step", "pretrain",
-                "finetune", "mask", "peak MiB"):  # fmt: skip
+                "head", "mask", "peak MiB"):  # fmt: skip
         table.add_column(col, no_wrap=col in ("config", "variant"))
     for row in rows:
         lv = row.get("levels_in_mae_steps", {})
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             "-" if peak is None else f"{peak:.0f}",
         )
     console.print(table)
-    console.print("pretrain / finetune / mask: each level's share of the cycle, in MAE steps")
+    console.print("pretrain / head / mask: each level's share of the cycle, in MAE steps")
     for row in rows:
         if "mask_parts_in_mae_steps" in row:
             parts = ", ".join(f"{k} {v:.2f}" for k, v in row["mask_parts_in_mae_steps"].items())

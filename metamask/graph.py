@@ -83,7 +83,7 @@ def get_node_type(name: str, where: str = "") -> NodeType:
 def _ensure_node_types() -> None:
     from metamask.nodes import (
         metamae,  # noqa: F401  (registers adapt, reconstruct)
-        mlomae,  # noqa: F401  (registers pretrain, finetune, mask)
+        mlomae,  # noqa: F401  (registers pretrain, head, mask)
     )
 
 

@@ -44,7 +44,7 @@ def test_mlomae_step_time_splits_the_cycle_and_the_mask_step(tmp_path: Path) -> 
     assert set(rows) == {"mae", "darts", "darts+head-first-order"}
     darts = rows["darts"]
     assert darts["ratio_to_mae_step"] > 1  # a cycle holds two MAE-sized pretrain steps
-    assert set(darts["levels_in_mae_steps"]) == {"pretrain", "finetune", "mask"}
+    assert set(darts["levels_in_mae_steps"]) == {"pretrain", "head", "mask"}
     parts = darts["mask_parts_in_mae_steps"]
     assert parts["path vectors"] > 0 and parts["pretrain-edge estimator"] > 0
     mask_step = darts["levels_in_mae_steps"]["mask"]

@@ -55,7 +55,7 @@ def test_show_png_draws_the_graph_by_levels(tmp_path: Path) -> None:
 
     spec_file = ROOT / "problems" / "metamae+mask-wine.yaml"
     levels = node_levels(load_spec(spec_file).graph)
-    assert levels == {"adapt": 0, "reconstruct": 1, "finetune": 2, "mask": 3}
+    assert levels == {"adapt": 0, "reconstruct": 1, "head": 2, "mask": 3}
     picture = tmp_path / "graph.png"
     assert main(["show", str(spec_file), "--png", str(picture)]) == 0
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

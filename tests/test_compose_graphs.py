@@ -16,7 +16,7 @@ from metamask.config import load_spec
 from metamask.errors import GraphError
 from metamask.graph import build_graph
 from metamask.nodes.metamae import Adapt, Reconstruct
-from metamask.nodes.mlomae import Finetune, Mask
+from metamask.nodes.mlomae import Head, Mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +28,14 @@ METAMAE_MASK["nodes"]["adapt"]["masker"] = {
     "ratio_bounds": [0.25, 0.75],
 }
 METAMAE_MASK["nodes"]["reconstruct"].update(unroll_steps=2, hypergradient={"type": "darts"})
-METAMAE_MASK["nodes"]["finetune"] = {
-    "type": "finetune",
+METAMAE_MASK["nodes"]["head"] = {
+    "type": "head",
     "hypergradient": {"type": "darts"},
     "optimizer": ADAMW,
 }
 METAMAE_MASK["nodes"]["mask"] = {"type": "mask", "optimizer": ADAMW}
 METAMAE_MASK["u2l"]["mask"] = ["reconstruct"]
-METAMAE_MASK["l2u"].update(reconstruct=["finetune", "mask"], finetune=["mask"])
+METAMAE_MASK["l2u"].update(reconstruct=["head", "mask"], head=["mask"])
 
 
 def metamae_mask_graph(**changes: dict[str, Any]) -> dict[str, Any]:
@@ -50,10 +50,10 @@ def metamae_mask_graph(**changes: dict[str, Any]) -> dict[str, Any]:
 def test_metamae_mask_trains_the_masker_on_every_modality(modality: str) -> None:
     spec = tiny_spec(METAMAE_MASK, data={"batch_size": 4})
     graph = build_graph(spec, tiny_bundle(modality), torch.device("cpu"))
-    adapt, reconstruct, finetune, mask = (graph.nodes[n] for n in METAMAE_MASK["nodes"])
+    adapt, reconstruct, head_node, mask = (graph.nodes[n] for n in METAMAE_MASK["nodes"])
     assert isinstance(adapt, Adapt) and isinstance(reconstruct, Reconstruct)
-    assert isinstance(finetune, Finetune) and isinstance(mask, Mask)
-    assert mask.masker is adapt.masker and finetune.pretrain is reconstruct
+    assert isinstance(head_node, Head) and isinstance(mask, Mask)
+    assert mask.masker is adapt.masker and head_node.pretrain is reconstruct
     before = [p.detach().clone() for p in mask.trainable_parameters()]
     for _ in range(4):
         graph.step()

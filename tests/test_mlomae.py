@@ -17,7 +17,7 @@ from metamask.data.registry import load_dataset
 from metamask.errors import ConfigError, GraphError
 from metamask.graph import build_graph
 from metamask.models.maskers import FlatMLPMasker, TokenMLPMasker
-from metamask.nodes.mlomae import Finetune, Mask, Pretrain, split_labelled
+from metamask.nodes.mlomae import Head, Mask, Pretrain, split_labelled
 
 ADAMW = {"type": "adamw", "lr": 1e-3, "betas": [0.9, 0.95]}
 MLO_GRAPH: dict[str, Any] = {
@@ -29,18 +29,18 @@ MLO_GRAPH: dict[str, Any] = {
             "hypergradient": {"type": "darts"},
             "optimizer": ADAMW,
         },
-        "finetune": {
-            "type": "finetune",
+        "head": {
+            "type": "head",
             "hypergradient": {"type": "darts"},
             "optimizer": ADAMW,
         },
         "mask": {"type": "mask", "optimizer": ADAMW},
     },
     "u2l": {"mask": ["pretrain"]},
-    "l2u": {"pretrain": ["finetune", "mask"], "finetune": ["mask"]},
+    "l2u": {"pretrain": ["head", "mask"], "head": ["mask"]},
 }
 PUBLISHED_U2L = {"mask": ["pretrain"]}
-PUBLISHED_L2U = {"pretrain": ["finetune", "mask"], "finetune": ["mask"]}
+PUBLISHED_L2U = {"pretrain": ["head", "mask"], "head": ["mask"]}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,21 +66,21 @@ def names(nodes: Any) -> list[str]:
 def test_the_digits_spec_has_exactly_the_published_edges_and_step_order() -> None:
     spec = load_spec(ROOT / "problems" / "mlomae-digits.yaml")
     assert spec.graph.u2l == PUBLISHED_U2L and spec.graph.l2u == PUBLISHED_L2U
-    assert [spec.graph.nodes[n].unroll_steps for n in ("pretrain", "finetune", "mask")] == [2, 1, 1]
+    assert [spec.graph.nodes[n].unroll_steps for n in ("pretrain", "head", "mask")] == [2, 1, 1]
     bundle = load_dataset("digits", LoadOptions())
     graph = build_graph(spec, bundle, torch.device("cpu"))
-    pretrain, finetune, mask = (graph.nodes[n] for n in ("pretrain", "finetune", "mask"))
+    pretrain, head_node, mask = (graph.nodes[n] for n in ("pretrain", "head", "mask"))
     assert graph.engine.leaves == [pretrain]
-    assert names(pretrain.parents) == ["finetune", "mask"] and names(finetune.parents) == ["mask"]
-    assert names(mask.children) == ["pretrain", "finetune"]
+    assert names(pretrain.parents) == ["head", "mask"] and names(head_node.parents) == ["mask"]
+    assert names(mask.children) == ["pretrain", "head"]
     assert sorted(names(p) for p in mask.paths) == [
-        ["mask", "finetune", "pretrain", "mask"],
+        ["mask", "head", "pretrain", "mask"],
         ["mask", "pretrain", "mask"],
     ]
-    assert finetune.paths == [] and pretrain.paths == []
+    assert head_node.paths == [] and pretrain.paths == []
     # typed handles, not Betty's name injection
-    assert isinstance(mask, Mask) and mask.pretrain is pretrain and mask.finetune is finetune
-    assert isinstance(finetune, Finetune) and finetune.pretrain is pretrain
+    assert isinstance(mask, Mask) and mask.pretrain is pretrain and mask.head is head_node
+    assert isinstance(head_node, Head) and head_node.pretrain is pretrain
     assert isinstance(pretrain, Pretrain) and mask.masker is pretrain.masker
     assert not hasattr(mask, "mask") and not hasattr(graph.engine, "pretrain")
     order: list[str] = []
@@ -96,12 +96,12 @@ def test_the_digits_spec_has_exactly_the_published_edges_and_step_order() -> Non
     for _ in range(4):
         graph.step()
     # one cycle: 2 pretrain steps, then the head, then the masker (after both lowers)
-    assert order == ["pretrain", "pretrain", "finetune", "mask"] * 2
+    assert order == ["pretrain", "pretrain", "head", "mask"] * 2
 
 
 def test_nodes_named_like_handles_build_without_betty_name_injection() -> None:
     graph_spec = copy.deepcopy(MLO_GRAPH)
-    renamed = {"pretrain": "masker", "finetune": "pretrain", "mask": "train"}
+    renamed = {"pretrain": "masker", "head": "pretrain", "mask": "train"}
     graph_spec["nodes"] = {renamed[k]: v for k, v in graph_spec["nodes"].items()}
     graph_spec["u2l"] = {"train": ["masker"]}
     graph_spec["l2u"] = {"masker": ["pretrain", "train"], "pretrain": ["train"]}
@@ -116,8 +116,8 @@ def test_upper_nodes_are_built_after_their_feeders_whatever_the_spec_order() -> 
     graph_spec = copy.deepcopy(MLO_GRAPH)
     graph_spec["nodes"] = dict(reversed(list(graph_spec["nodes"].items())))  # mask first
     graph = build_graph(mlo_spec(graph_spec), tiny_bundle("image2d"), torch.device("cpu"))
-    assert list(graph.nodes) == ["mask", "finetune", "pretrain"]  # the spec's order is kept
-    assert graph.nodes["mask"].finetune is graph.nodes["finetune"]
+    assert list(graph.nodes) == ["mask", "head", "pretrain"]  # the spec's order is kept
+    assert graph.nodes["mask"].head is graph.nodes["head"]
 
 
 @pytest.mark.parametrize("modality", ["signal1d", "image2d", "tokens"])
@@ -235,11 +235,11 @@ GRAPH_ERRORS = [
     ),
     (
         {**mlo_graph(), "l2u": {"pretrain": ["mask"]}},
-        r"graph.nodes.finetune: a finetune node reads the encoder of exactly one pretrain node",
+        r"graph.nodes.head: a head node reads the encoder of exactly one pretrain node",
     ),
     (
-        {**mlo_graph(), "l2u": {"pretrain": ["finetune", "mask"]}},
-        r"graph.nodes.mask: a mask node reads the head of exactly one finetune node below it",
+        {**mlo_graph(), "l2u": {"pretrain": ["head", "mask"]}},
+        r"graph.nodes.mask: a mask node reads the head of exactly one head node below it",
     ),
     (
         mlo_graph(pretrain={"masker": {"type": "flat_mlp", "hiden": 3}}),

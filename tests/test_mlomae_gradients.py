@@ -34,7 +34,7 @@ FD_TOLERANCE = 1e-6  # relative, float64: |fd - <g, d>| <= 1e-6 * max(|fd|, 1e-3
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
-def mlo_graph_spec(estimator: str, finetune_estimator: str | None = None) -> dict[str, Any]:
+def mlo_graph_spec(estimator: str, head_estimator: str | None = None) -> dict[str, Any]:
     sgd = {"type": "sgd", "lr": PRETRAIN_LR, "momentum": MOMENTUM, "weight_decay": 0.0}
     return {
         "nodes": {
@@ -45,21 +45,21 @@ def mlo_graph_spec(estimator: str, finetune_estimator: str | None = None) -> dic
                 "hypergradient": {"type": estimator},
                 "optimizer": sgd,
             },
-            "finetune": {
-                "type": "finetune",
+            "head": {
+                "type": "head",
                 "head_dropout": 0.0,
-                "hypergradient": {"type": finetune_estimator or estimator},
+                "hypergradient": {"type": head_estimator or estimator},
                 "optimizer": {"type": "sgd", "lr": HEAD_LR, "weight_decay": 0.0},
             },
             "mask": {"type": "mask", "optimizer": {"type": "sgd", "lr": 0.1}},
         },
         "u2l": {"mask": ["pretrain"]},
-        "l2u": {"pretrain": ["finetune", "mask"], "finetune": ["mask"]},
+        "l2u": {"pretrain": ["head", "mask"], "head": ["mask"]},
     }
 
 
 def build(graph_spec: dict[str, Any], head_dropout: float = 0.0) -> Graph:
-    graph_spec["nodes"]["finetune"]["head_dropout"] = head_dropout
+    graph_spec["nodes"]["head"]["head_dropout"] = head_dropout
     spec = tiny_spec(graph_spec, data={"batch_size": 4}, model={"mask_ratio": 0.5})
     graph = build_graph(spec, tiny_bundle("image2d", dtype=torch.float64), torch.device("cpu"))
     for node in graph.nodes.values():
@@ -111,13 +111,13 @@ def reference_split_b_loss(
     """The split-B loss after one MLO-MAE cycle, as a function of the masker's parameters."""
     mae = copy.deepcopy(graph.nodes["pretrain"].mae)
     masker = copy.deepcopy(graph.nodes["mask"].masker)
-    head = copy.deepcopy(graph.nodes["finetune"].head)
+    head = copy.deepcopy(graph.nodes["head"].head)
     call = Call(mae=mae, masker=masker, head=head)
     mae_names = [f"mae.{n}" for n, _ in mae.named_parameters()]
     masker_names = [f"masker.{n}" for n, _ in masker.named_parameters()]
     head_names = [f"head.{n}" for n, _ in head.named_parameters()]
     pretrain_batches: list[MaskedBatch] = batches["pretrain"]
-    (xa, ya), (xb, yb) = batches["finetune"][0], batches["mask"][0]
+    (xa, ya), (xb, yb) = batches["head"][0], batches["mask"][0]
 
     def pretrain_loss(m: Call, batch: MaskedBatch) -> torch.Tensor:
         assert batch.masks is not None  # the masks the engine's step chose, held fixed
@@ -162,7 +162,7 @@ def reference_split_b_loss(
 
 
 def starting_point(graph: Graph) -> dict[str, torch.Tensor]:
-    mae, head = graph.nodes["pretrain"].mae, graph.nodes["finetune"].head
+    mae, head = graph.nodes["pretrain"].mae, graph.nodes["head"].head
     state = {f"mae.{n}": p.detach().clone() for n, p in mae.named_parameters()}
     state.update({f"head.{n}": p.detach().clone() for n, p in head.named_parameters()})
     return state
@@ -221,16 +221,16 @@ def test_darts_replays_the_head_dropout_so_its_difference_is_the_mixed_partial()
     exact mixed partial computed with that same dropout mask."""
     graph = build(mlo_graph_spec("darts"), head_dropout=0.5)
     run_one_cycle(graph)
-    finetune, pretrain = graph.nodes["finetune"], graph.nodes["pretrain"]
-    head = finetune.trainable_parameters()
+    head_node, pretrain = graph.nodes["head"], graph.nodes["pretrain"]
+    head = head_node.trainable_parameters()
     generator = torch.Generator().manual_seed(2)
     v = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in head]
 
     torch.manual_seed(123)
-    estimate = darts(v, finetune, pretrain, DartsOptions(alpha=1e-4))
+    estimate = darts(v, head_node, pretrain, DartsOptions(alpha=1e-4))
 
     torch.manual_seed(123)  # the same dropout draw as the estimator's (replayed) evaluations
-    loss = node_loss(finetune)
+    loss = node_loss(head_node)
     grad_h = torch.autograd.grad(loss, head, create_graph=True)
     inner = sum((g * vi).sum() for g, vi in zip(grad_h, v, strict=True))
     exact = torch.autograd.grad(inner, pretrain.trainable_parameters(), allow_unused=True)
@@ -252,7 +252,7 @@ def test_darts_replays_the_head_dropout_so_its_difference_is_the_mixed_partial()
     for sign, seed in ((1.0, 123), (-1.0, 124)):
         torch.manual_seed(seed)
         moved = [w + sign * eps * vi for w, vi in zip(base, v, strict=True)]
-        g = torch.autograd.grad(node_loss(finetune, moved), upper, allow_unused=True)
+        g = torch.autograd.grad(node_loss(head_node, moved), upper, allow_unused=True)
         redrawn.append(
             [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, upper, strict=True)]
         )
@@ -260,9 +260,9 @@ def test_darts_replays_the_head_dropout_so_its_difference_is_the_mixed_partial()
     assert relative(betty_like, exact) > 1.0
 
 
-@pytest.mark.parametrize("finetune_estimator", ["neumann", "first_order"])
-def test_summed_paths_equal_the_sum_of_separate_paths(finetune_estimator: str) -> None:
-    graph = build(mlo_graph_spec("neumann", finetune_estimator))
+@pytest.mark.parametrize("head_estimator", ["neumann", "first_order"])
+def test_summed_paths_equal_the_sum_of_separate_paths(head_estimator: str) -> None:
+    graph = build(mlo_graph_spec("neumann", head_estimator))
     run_one_cycle(graph)
     mask = graph.nodes["mask"]
     loss = node_loss(mask)
@@ -278,7 +278,7 @@ def test_summed_paths_equal_the_sum_of_separate_paths(finetune_estimator: str) -
 
 @pytest.mark.parametrize("estimator", ["neumann", "cg", "sama"])
 def test_estimators_that_betty_breaks_on_this_graph_run_here(estimator: str) -> None:
-    """Betty's neumann and cg raise on MLO-MAE (the decoder is unused by the finetune loss);
+    """Betty's neumann and cg raise on MLO-MAE (the decoder is unused by the head_node loss);
     metamask's run with ``allow_unused`` and give a finite, non-zero masker gradient."""
     graph = build(mlo_graph_spec(estimator))
     grads, _ = run_one_cycle(graph)
@@ -308,9 +308,9 @@ def test_darts_through_the_head_walks_the_encoder_once_and_equals_two_backwards(
 
     graph = build(mlo_graph_spec("darts"), head_dropout=0.5)
     run_one_cycle(graph)
-    finetune, pretrain = graph.nodes["finetune"], graph.nodes["pretrain"]
+    head_node, pretrain = graph.nodes["head"], graph.nodes["pretrain"]
     generator = torch.Generator().manual_seed(3)
-    head = finetune.head.parameters()
+    head = head_node.head.parameters()
     v = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in head]
     walks = []
     original = feature_reuse._KeptFeatures.backward
@@ -321,11 +321,11 @@ def test_darts_through_the_head_walks_the_encoder_once_and_equals_two_backwards(
 
     monkeypatch.setattr(feature_reuse._KeptFeatures, "backward", staticmethod(counting))
     torch.manual_seed(5)
-    merged = darts(v, finetune, pretrain, DartsOptions(alpha=1e-4))
+    merged = darts(v, head_node, pretrain, DartsOptions(alpha=1e-4))
     assert len(walks) == 1
-    monkeypatch.setattr(type(finetune), "shares_upstream_forward", False)
+    monkeypatch.setattr(type(head_node), "shares_upstream_forward", False)
     torch.manual_seed(5)
-    separate = darts(v, finetune, pretrain, DartsOptions(alpha=1e-4))
+    separate = darts(v, head_node, pretrain, DartsOptions(alpha=1e-4))
     assert len(walks) == 3
     diff = sum(((a - b) ** 2).sum() for a, b in zip(merged, separate, strict=True)) ** 0.5
     size = sum((b**2).sum() for b in separate) ** 0.5

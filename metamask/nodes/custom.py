@@ -44,7 +44,7 @@ class CustomNode(DifferentiableNode):
         return self.training_step(batch)
 
     def release(self) -> None:
-        """Nothing kept between evaluations (see ``Finetune.release``)."""
+        """Nothing kept between evaluations (see ``Head.release``)."""
 
 
 def custom_builder(module: nn.Module, loss: CustomLoss, data: Dataset) -> NodeBuilder:

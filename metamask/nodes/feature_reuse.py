@@ -59,7 +59,7 @@ class FeatureReuse:
     """The encoder features of the head's current batch, computed once per encoder state.
 
     The head's loss is evaluated many times at the same encoder parameters and batch: in the
-    node's step, then by the estimator of the ``finetune -> pretrain`` edge (darts' two
+    node's step, then by the estimator of the ``head -> pretrain`` edge (darts' two
     finite-difference evaluations, neumann's and cg's Hessian products, all at other head
     parameters). The encoder's forward is the same each time, so it runs once; every
     evaluation reads the kept features, and a gradient that reaches the encoder runs one

@@ -5,15 +5,15 @@ a learned masker the ``r L`` most probable tokens are masked and each masked tok
 multiplied by its masking probability, the path by which gradient reaches the masker. With
 the random masker and no node above it, it is the plain MAE (the baseline).
 
-``Finetune`` (level 2): a classification head (LayerNorm -> dropout -> linear, as published)
+``Head`` (level 2): a classification head (LayerNorm -> dropout -> linear, as published)
 on the encoder's CLS feature, trained on the labelled split A.
 
 ``Mask`` (level 3, top): owns the masker's parameters; its loss is the head's cross-entropy
 on split B, held out from A. Its gradient is entirely indirect: through how pretraining
 depends on the masker, directly (``mask -> pretrain -> mask``) and through the head
-(``mask -> finetune -> pretrain -> mask``).
+(``mask -> head -> pretrain -> mask``).
 
-Handles are explicit and typed: ``Finetune.pretrain``, ``Mask.pretrain``, ``Mask.finetune``,
+Handles are explicit and typed: ``Head.pretrain``, ``Mask.pretrain``, ``Mask.head``,
 ``Pretrain.masker`` (owned by the mask node). A batch's masks are chosen once, at its first
 evaluation (the node's own step), and kept, so every re-evaluation of the loss (darts' finite
 differences) sees the same masks; the finite differences also replay the random numbers of
@@ -74,7 +74,7 @@ class MaskedPretraining(Protocol):
 @runtime_checkable
 class Downstream(Protocol):
     """A node below a ``mask`` node whose loss on held-out data the masker minimises:
-    ``finetune`` (the classification head), or a custom node (any loss of a batch)."""
+    ``head`` (the classification head), or a custom node (any loss of a batch)."""
 
     name: str
 
@@ -100,8 +100,8 @@ class PretrainOptions:
 
 
 @dataclass(frozen=True)
-class FinetuneOptions:
-    """Options of a ``finetune`` node."""
+class HeadOptions:
+    """Options of a ``head`` node."""
 
     holdout: float = 0.2  # share of the labelled training split held out as split B (mask node)
     head_dropout: float = 0.1  # dropout before the head's linear layer (published: 0.1)
@@ -201,7 +201,7 @@ class Pretrain(DifferentiableNode):
 
 
 # ----------------------------------------------------------------------------------------------
-# level 2: finetune
+# level 2: the classification head
 # ----------------------------------------------------------------------------------------------
 
 
@@ -249,7 +249,7 @@ def dataset_labels_cheap(dataset: Dataset) -> np.ndarray | None:
     return None
 
 
-class Finetune(DifferentiableNode):
+class Head(DifferentiableNode):
     """Cross-entropy of a classification head on the (shared) encoder's feature, split A."""
 
     shares_upstream_forward = True  # every evaluation reads the kept encoder features
@@ -322,14 +322,14 @@ def classification_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, tor
 
 class Mask(Node):
     """The masking network's problem: the head's loss on split B (its cross-entropy for
-    ``finetune``; a custom head's own loss)."""
+    ``head``; a custom head's own loss)."""
 
     def __init__(
         self,
         name: str,
         masker: LearnedMasker,
         pretrain: MaskedPretraining,
-        finetune: Downstream,
+        head: Downstream,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None,
         loader: Any,
@@ -340,10 +340,10 @@ class Mask(Node):
         )
         self.masker = masker
         self.pretrain = pretrain
-        self.finetune = finetune
+        self.head = head
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        return self.finetune.heldout_loss(batch)
+        return self.head.heldout_loss(batch)
 
     def backward(
         self,
@@ -360,7 +360,7 @@ class Mask(Node):
         """
         params = list(params)
         self.set_grads(params, summed_path_gradient(loss, paths, self))
-        self.finetune.release()  # the head's kept encoder graph has served its last use
+        self.head.release()  # the head's kept encoder graph has served its last use
         super().backward(loss, params, [], create_graph, retain_graph, allow_unused)
 
 
@@ -480,14 +480,14 @@ def build_pretrain(ctx: BuildContext, name: str, spec: NodeSpec) -> Pretrain:
     )
 
 
-@register_node_type("finetune", FinetuneOptions, "MLO-MAE level 2: classification head, split A")
-def build_finetune(ctx: BuildContext, name: str, spec: NodeSpec) -> Finetune:
-    options = ctx.options(FinetuneOptions, spec, name)
+@register_node_type("head", HeadOptions, "MLO-MAE level 2: classification head, split A")
+def build_head(ctx: BuildContext, name: str, spec: NodeSpec) -> Head:
+    options = ctx.options(HeadOptions, spec, name)
     where = f"{ctx.source}: graph.nodes.{name}"
     pretrain: MaskedPretraining = _one(
         ctx.feeders(name),
         MaskedPretraining,
-        f"{where}: a finetune node reads the encoder of exactly one pretrain node below it "
+        f"{where}: a head node reads the encoder of exactly one pretrain node below it "
         f"(pretrain, or reconstruct above adapt; l2u: {{pretrain: [{name}]}})",
     )
     info = ctx.bundle.info
@@ -501,7 +501,7 @@ def build_finetune(ctx: BuildContext, name: str, spec: NodeSpec) -> Finetune:
     head = head.to(ctx.device)
     optimizer, scheduler = ctx.optimizer(head, spec.optimizer or OptimizerSpec(), name)
     estimator, est_options = _estimator(ctx, name, spec)
-    return Finetune(
+    return Head(
         name,
         head,
         pretrain,
@@ -529,10 +529,10 @@ def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
     head: Downstream = _one(
         ctx.feeders(name),
         Downstream,
-        f"{where}: a mask node reads the head of exactly one finetune node below it "
-        f"(finetune, or a custom node; l2u: {{finetune: [{name}]}})",
+        f"{where}: a mask node reads the head of exactly one head node below it "
+        f"(head, or a custom node; l2u: {{head: [{name}]}})",
     )
-    if isinstance(head, Finetune) and head.pretrain is not pretrain:
+    if isinstance(head, Head) and head.pretrain is not pretrain:
         raise GraphError(f"{where}: '{head.name}' reads another encoder than '{pretrain.name}'")
     masker = pretrain.learned_masker()
     if masker is None:
@@ -550,7 +550,7 @@ def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
             f"get no gradient at all; set graph.nodes.{pretrain.name}.hypergradient (darts, ...)"
         )
     optimizer, scheduler = ctx.optimizer(masker, spec.optimizer or OptimizerSpec(), name)
-    heldout = head.splits.b if isinstance(head, Finetune) else None
+    heldout = head.splits.b if isinstance(head, Head) else None
     assert isinstance(pretrain, Node)
     return Mask(
         name,
