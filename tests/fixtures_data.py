@@ -655,9 +655,9 @@ WAFER_LABELED = (  # pandas 1.5.3
 def item_keys(dataset: object) -> list[object]:
     """A hashable identity per item (file, CSV row, window, array row), through index subsets:
     two splits are disjoint when their keys are."""
-    from metamask.data.audio import AudioFiles
     from metamask.data.bundles import IndexSubset
     from metamask.data.dabs.sensor import PamapWindows
+    from metamask.data.formats.audio import AudioFiles
     from metamask.data.lazy import CsvRowsDataset, ImageFiles
 
     if isinstance(dataset, IndexSubset):

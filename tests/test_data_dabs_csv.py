@@ -23,7 +23,7 @@ from fixtures_data import (
 from metamask.data import LoadOptions, get_dataset, load_dataset
 from metamask.data.base import IGNORE_LABEL
 from metamask.data.dabs.layout import dabs_head_tail, dabs_order
-from metamask.data.vocab import PROTEIN
+from metamask.data.formats.vocab import PROTEIN
 from metamask.errors import DataError
 
 LAYOUTS = ["metamae", "dabs"]

@@ -19,7 +19,7 @@ from fixtures_data import (
 from metamask.data import LoadOptions, load_dataset
 from metamask.data.dabs.layout import dabs_head_tail, dabs_order
 from metamask.data.dabs.pickled import EUROSAT_MEAN, EUROSAT_STD
-from metamask.data.wafer_maps import WAFER_LABELS, encode_states, wafer_image
+from metamask.data.formats.wafer_maps import WAFER_LABELS, encode_states, wafer_image
 from metamask.errors import DataError
 
 

@@ -22,8 +22,8 @@ from fixtures_data import (
 )
 
 from metamask.data import LoadOptions, load_dataset
-from metamask.data.audio import AudioFiles
 from metamask.data.dabs.speech import FLUENT_CLASSES, GOOGLE_LABELS, librispeech_split
+from metamask.data.formats.audio import AudioFiles
 from metamask.errors import DataError
 
 LAYOUTS = ["metamae", "dabs"]
@@ -108,7 +108,7 @@ def test_long_clips_are_cut_at_random_on_training_splits_only(tmp_path: Path) ->
     import soundfile
 
     soundfile.write(path, np.where(t < 5, 0.5 * np.sin(2 * np.pi * 300 * t), 0.0), 16000)
-    from metamask.data.speech_transform import SpeechNorm
+    from metamask.data.formats.speech_transform import SpeechNorm
 
     norm = SpeechNorm(0.0, 1.0)
     evaluation = AudioFiles([path], [0], norm)
@@ -121,7 +121,7 @@ def test_long_clips_are_cut_at_random_on_training_splits_only(tmp_path: Path) ->
 
 
 def test_missing_or_corrupt_audio_is_named(tmp_path: Path) -> None:
-    from metamask.data.speech_transform import SpeechNorm
+    from metamask.data.formats.speech_transform import SpeechNorm
 
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio")

@@ -88,7 +88,7 @@ def test_japanese_vowels_is_zero_padded_after_standardisation() -> None:
 
 
 def test_satimage_keeps_the_four_bands_of_each_pixel_together() -> None:
-    from metamask.data.embedded_keel import satimage_arrays
+    from metamask.data.embedded.keel import satimage_arrays
 
     x, y = satimage_arrays()
     # first row of satimage.dat: 92 115 120 94 | 84 102 106 79 | ... (pixel-major, 4 bands)
@@ -98,8 +98,8 @@ def test_satimage_keeps_the_four_bands_of_each_pixel_together() -> None:
 
 
 def test_splice_maps_every_ambiguity_code_to_the_n_token() -> None:
-    from metamask.data.embedded_keel import splice_arrays
-    from metamask.data.vocab import DNA_AMBIGUOUS, DNA_AMBIGUOUS_TABLE, encode
+    from metamask.data.embedded.keel import splice_arrays
+    from metamask.data.formats.vocab import DNA_AMBIGUOUS, DNA_AMBIGUOUS_TABLE, encode
 
     x, y = splice_arrays()
     assert x.shape == (3190, 60) and np.bincount(y).tolist() == [767, 768, 1655]
@@ -115,7 +115,7 @@ def test_janggu_task_is_which_file_with_held_out_test_files() -> None:
 
 
 def test_proteins_drop_the_stop_symbol_and_pad_with_x() -> None:
-    from metamask.data.embedded_sequences import proteome_tokens
+    from metamask.data.embedded.sequences import proteome_tokens
 
     tokens = proteome_tokens()
     assert tokens.shape == (2100, 128)
@@ -129,8 +129,8 @@ def test_proteins_drop_the_stop_symbol_and_pad_with_x() -> None:
 
 
 def test_espeak_digits_are_reproducible_and_their_normalisation_is_measured() -> None:
-    from metamask.data.embedded_speech import NORM, digit_clips
-    from metamask.data.speech_transform import dabs_log_mel, fix_length
+    from metamask.data.embedded.speech import NORM, digit_clips
+    from metamask.data.formats.speech_transform import dabs_log_mel, fix_length
 
     clips, labels, is_test, rate = digit_clips()
     again, _, _, _ = digit_clips()
@@ -149,7 +149,7 @@ def test_espeak_digits_test_voices_are_held_out() -> None:
 
 
 def test_synthetic_wafers_use_the_wm811k_grey_levels() -> None:
-    from metamask.data.wafer_maps import WAFER_CLASSES, encode_states, synthetic_wafer
+    from metamask.data.formats.wafer_maps import WAFER_CLASSES, encode_states, synthetic_wafer
 
     rng = np.random.default_rng(0)
     for kind in WAFER_CLASSES:

@@ -13,9 +13,9 @@ from fixtures_data import SMALL_FRAMES, blob
 
 from metamask.data import LoadOptions, all_datasets
 from metamask.data.cache import cached_array, cached_json
-from metamask.data.csv_rows import CsvRows
 from metamask.data.dabs.layout import Layouts, dabs_head_tail, dabs_order
-from metamask.data.safe_pickle import frame_columns, restricted_load
+from metamask.data.formats.csv_rows import CsvRows
+from metamask.data.formats.safe_pickle import frame_columns, restricted_load
 from metamask.errors import DataError
 
 

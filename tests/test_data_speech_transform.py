@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metamask.data.speech_transform import (
+from metamask.data.formats.speech_transform import (
     MAX_LENGTH,
     SpeechNorm,
     dabs_log_mel,

@@ -1,5 +1,13 @@
-"""Datasets: the (x, y) contract, the embedded offline datasets, the DABS folder loaders,
-the user's own arrays, and the registry."""
+"""Datasets: the (x, y) contract and registry, re-exported; importing it registers every dataset.
+
+The package has three kinds of module. At this level, the contract and its plumbing:
+``base`` (DatasetInfo, DataBundle, LoadOptions), ``registry``, ``bundles`` (splits), ``cache``,
+``lazy`` (decode-on-access datasets) and ``user_arrays`` (a researcher's own arrays). In
+``formats/``, the file formats, readers and transforms the loaders share. And the loaders,
+which register their datasets when imported: ``embedded/`` (offline data from installed wheels
+or generated) and ``dabs/`` (the DABS benchmark's folders under ``--data-root``). The registry
+imports none of them; the imports at the end of this file do.
+"""
 
 from metamask.data.base import (
     IGNORE_LABEL,
@@ -19,6 +27,9 @@ from metamask.data.registry import (
     register_dataset,
 )
 from metamask.data.user_arrays import ArraySource, load_array_dataset, register_array_dataset
+
+# importing the loader packages registers their datasets (after the registry exists)
+from metamask.data import dabs, embedded  # noqa: F401  isort: skip
 
 __all__ = [
     "IGNORE_LABEL",

@@ -1,4 +1,4 @@
-"""Datasets that decode one item at a time: CSV rows, image files (audio: metamask.data.audio)."""
+"""Datasets that decode one item at a time: CSV rows, image files (audio: formats/audio.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from metamask.data.csv_rows import CsvRows
+from metamask.data.formats.csv_rows import CsvRows
 from metamask.errors import DataError
 
 Item = tuple[torch.Tensor, torch.Tensor]

@@ -1,4 +1,9 @@
-"""The dataset registry: name -> (facts, loader, availability check)."""
+"""The dataset registry: name -> (facts, loader, availability check).
+
+The registry imports none of its members: each loader module registers its datasets when it is
+imported, and ``metamask/data/__init__.py`` imports the loader packages (``embedded``, ``dabs``),
+so any import of ``metamask.data...`` fills the registry before a lookup can run.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ def register_dataset(entry: DatasetEntry) -> DatasetEntry:
 
 def get_dataset(name: str) -> DatasetEntry:
     """The registered entry for ``name``; DataError with a suggestion when unknown."""
-    _ensure_loaded()
     if name not in DATASETS:
         raise DataError(
             f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; "
@@ -46,7 +50,6 @@ def load_entry(entry: DatasetEntry, options: LoadOptions | None = None) -> DataB
 
 def all_datasets() -> dict[str, DatasetEntry]:
     """Every registered dataset, embedded and folder-based."""
-    _ensure_loaded()
     return dict(DATASETS)
 
 
@@ -59,22 +62,3 @@ def _check_bundle(bundle: DataBundle) -> None:
             f"dataset {info.name}: expected inputs of shape {info.input_shape}, "
             f"the loader produced {tuple(x.shape)}"
         )
-
-
-def _ensure_loaded() -> None:
-    # importing the modules registers their datasets
-    from metamask.data import (  # noqa: F401
-        embedded,
-        embedded_keel,
-        embedded_sequences,
-        embedded_speech,
-        embedded_wafer,
-    )
-    from metamask.data.dabs import (  # noqa: F401
-        images,
-        pickled,
-        sensor,
-        speech,
-        tabular,
-        tokens,
-    )

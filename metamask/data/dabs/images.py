@@ -29,10 +29,10 @@ from torch.utils.data import Dataset
 from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
 from metamask.data.bundles import IndexSubset, lazy_bundle, split_indices
 from metamask.data.dabs.layout import DABS_SEED, Layouts, folder_entry
+from metamask.data.formats.safe_pickle import restricted_load
+from metamask.data.formats.text_files import read_text
 from metamask.data.lazy import IMAGE_SIZE, ImageFiles, Item
 from metamask.data.registry import register_dataset
-from metamask.data.safe_pickle import restricted_load
-from metamask.data.text_files import read_text
 from metamask.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")

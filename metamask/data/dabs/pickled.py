@@ -1,7 +1,7 @@
 """DABS datasets stored as pickled pandas DataFrames: EuroSAT (multispectral) and WM-811K wafers.
 
 Pickles can run code when loaded. metamask reads them with a restricted unpickler that only
-rebuilds numpy arrays and the parts of a DataFrame (metamask.data.safe_pickle) and refuses
+rebuilds numpy arrays and the parts of a DataFrame (metamask.data.formats.safe_pickle) and refuses
 anything else, and only from the data root the user passes. Pickles cannot be read partially:
 the first load needs as much memory as the file (EuroSAT pretrain.pkl: ~5 GB of float32; the
 WM-811K unlabeled.pkl, similar); the arrays are then cached in the user cache (EuroSAT as
@@ -21,10 +21,10 @@ from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
 from metamask.data.bundles import IndexSubset, lazy_bundle
 from metamask.data.cache import cached_arrays
 from metamask.data.dabs.layout import Layouts, dabs_head_tail, dabs_order, folder_entry
+from metamask.data.formats.safe_pickle import read_pickled_frame
+from metamask.data.formats.wafer_maps import IMAGE_SIZE, WAFER_CLASSES, WAFER_LABELS, wafer_image
 from metamask.data.lazy import Item
 from metamask.data.registry import register_dataset
-from metamask.data.safe_pickle import read_pickled_frame
-from metamask.data.wafer_maps import IMAGE_SIZE, WAFER_CLASSES, WAFER_LABELS, wafer_image
 from metamask.errors import DataError
 
 

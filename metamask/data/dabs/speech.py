@@ -2,9 +2,9 @@
 (location / object / action), Google Speech Commands, VoxCeleb1 speaker identification.
 
 Audio is read with soundfile (WAV, FLAC) and turned into the (1, 224, 224) DABS log-mel image
-on access (metamask.data.speech_transform), with the per-dataset normalisation constants of the
-official code. On training splits a clip longer than the 150 526-sample window keeps its head
-or its tail at random, as in DABS; validation and test always keep the head.
+on access (metamask.data.formats.speech_transform), with the per-dataset normalisation
+constants of the official code. On training splits a clip longer than the 150 526-sample window
+keeps its head or its tail at random, as in DABS; validation and test always keep the head.
 
 Deliberate differences from the official loaders:
 
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from metamask.data.audio import AudioFiles
 from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
 from metamask.data.bundles import lazy_bundle
 from metamask.data.dabs.layout import DABS_SEED, Layouts, folder_entry
+from metamask.data.formats.audio import AudioFiles
+from metamask.data.formats.speech_transform import N_MELS, SpeechNorm
+from metamask.data.formats.text_files import read_text
 from metamask.data.registry import register_dataset
-from metamask.data.speech_transform import N_MELS, SpeechNorm
-from metamask.data.text_files import read_text
 from metamask.errors import DataError
 
 

@@ -3,7 +3,8 @@
 Files (both layouts): ``particle_physics/higgsPretrain.csv`` (first 90 % of TFDS ``higgs``,
 ~9.9 M rows) and ``higgsTransfer.csv`` (last 10 %), written by DABS with pandas: a leading
 unnamed index column, ``class_label`` (0.0 / 1.0), then the 28 features. Rows are read lazily
-through a line index (see metamask.data.csv_rows): the 9.9 M-row file is never held in memory.
+through a line index (see metamask.data.formats.csv_rows): the 9.9 M-row file is never held
+in memory.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 
 from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
 from metamask.data.bundles import lazy_bundle
-from metamask.data.csv_rows import CsvRows
 from metamask.data.dabs.layout import Layouts, dabs_head_tail, dabs_order, folder_entry
+from metamask.data.formats.csv_rows import CsvRows
 from metamask.data.lazy import CsvRowsDataset, Item
 from metamask.data.registry import register_dataset
 from metamask.errors import DataError

@@ -2,8 +2,8 @@
 structure, stability, fluorescence; 128 residues).
 
 Every file is a CSV written by DABS with pandas (a leading unnamed index column); rows are
-read lazily through a line index (metamask.data.csv_rows) and columns are looked up by *name*
-(the official code used positions, ``row[0]``, which pandas 3 no longer resolves).
+read lazily through a line index (metamask.data.formats.csv_rows) and columns are looked up by
+*name* (the official code used positions, ``row[0]``, which pandas 3 no longer resolves).
 
 Deliberate differences from the official loaders:
 
@@ -28,11 +28,9 @@ import torch
 from metamask.data.base import IGNORE_LABEL, DataBundle, DatasetInfo, LoadOptions
 from metamask.data.bundles import lazy_bundle
 from metamask.data.cache import cached_json
-from metamask.data.csv_rows import CsvRows
 from metamask.data.dabs.layout import Layouts, dabs_head_tail, dabs_order, folder_entry
-from metamask.data.lazy import CsvRowsDataset, Item, RowParser
-from metamask.data.registry import register_dataset
-from metamask.data.vocab import (
+from metamask.data.formats.csv_rows import CsvRows
+from metamask.data.formats.vocab import (
     DNA,
     DNA_TABLE,
     PROTEIN,
@@ -42,6 +40,8 @@ from metamask.data.vocab import (
     encode,
     pad_or_truncate,
 )
+from metamask.data.lazy import CsvRowsDataset, Item, RowParser
+from metamask.data.registry import register_dataset
 from metamask.errors import DataError
 
 # ----------------------------------------------------------------------------------------------

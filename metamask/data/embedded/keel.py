@@ -10,10 +10,10 @@ import numpy as np
 
 from metamask.data.base import DataBundle, DatasetEntry, DatasetInfo, LoadOptions, labels_to_int
 from metamask.data.bundles import split_bundle
+from metamask.data.embedded.wheels import missing_package_file, package_file
+from metamask.data.formats.text_files import read_keel_rows
+from metamask.data.formats.vocab import DNA_AMBIGUOUS, DNA_AMBIGUOUS_TABLE, encode
 from metamask.data.registry import register_dataset
-from metamask.data.text_files import read_keel_rows
-from metamask.data.vocab import DNA_AMBIGUOUS, DNA_AMBIGUOUS_TABLE, encode
-from metamask.data.wheels import missing_package_file, package_file
 from metamask.errors import DataError
 
 _RAW = "data/balanced/raw/{}.dat"

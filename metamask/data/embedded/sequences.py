@@ -10,9 +10,9 @@ import numpy as np
 
 from metamask.data.base import NO_LABEL, DataBundle, DatasetEntry, DatasetInfo, LoadOptions
 from metamask.data.bundles import split_bundle
-from metamask.data.registry import register_dataset
-from metamask.data.text_files import read_fasta
-from metamask.data.vocab import (
+from metamask.data.embedded.wheels import missing_package_file, package_file
+from metamask.data.formats.text_files import read_fasta
+from metamask.data.formats.vocab import (
     DNA,
     DNA_TABLE,
     PROTEIN,
@@ -22,7 +22,7 @@ from metamask.data.vocab import (
     encode,
     pad_or_truncate,
 )
-from metamask.data.wheels import missing_package_file, package_file
+from metamask.data.registry import register_dataset
 from metamask.errors import DataError
 
 # ----------------------------------------------------------------------------------------------

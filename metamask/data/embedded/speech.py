@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Subset
 
-from metamask.data.audio import AudioClips
 from metamask.data.base import DataBundle, DatasetEntry, DatasetInfo, LoadOptions
 from metamask.data.bundles import split_indices
-from metamask.data.espeak import SpeechJob, synthesize
+from metamask.data.embedded.wheels import missing_package_file, package_file
+from metamask.data.formats.audio import AudioClips
+from metamask.data.formats.espeak import SpeechJob, synthesize
+from metamask.data.formats.speech_transform import N_MELS, SpeechNorm
 from metamask.data.registry import register_dataset
-from metamask.data.speech_transform import N_MELS, SpeechNorm
-from metamask.data.wheels import missing_package_file, package_file
 from metamask.errors import DataError
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -44,7 +44,8 @@ _LIB, _PHONEMES = "libespeak-ng.so", "espeak-ng-data/phontab"  # phontab: in the
 
 
 def digit_jobs() -> list[SpeechJob]:
-    """The fixed job list; clip i is a pure function of this list (see metamask.data.espeak)."""
+    """The fixed job list; clip i is a pure function of this list (see
+    metamask.data.formats.espeak)."""
     return [
         SpeechJob(word, voice, rate, pitch)
         for voice in TRAIN_VOICES + TEST_VOICES

@@ -6,14 +6,14 @@ import numpy as np
 
 from metamask.data.base import DataBundle, DatasetEntry, DatasetInfo, LoadOptions
 from metamask.data.bundles import split_bundle
-from metamask.data.registry import register_dataset
-from metamask.data.wafer_maps import (
+from metamask.data.formats.wafer_maps import (
     IMAGE_SIZE,
     WAFER_CLASSES,
     encode_states,
     synthetic_wafer,
     wafer_image,
 )
+from metamask.data.registry import register_dataset
 
 MAPS_PER_CLASS = 200
 GENERATOR_SEED = 811  # the maps are fixed; LoadOptions.seed only changes the splits

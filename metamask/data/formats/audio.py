@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from metamask.data.speech_transform import SpeechNorm, speech_image
+from metamask.data.formats.speech_transform import SpeechNorm, speech_image
 from metamask.errors import DataError
 
 

@@ -21,9 +21,9 @@ from metamask.data.base import (
     labels_to_int,
 )
 from metamask.data.bundles import split_bundle
+from metamask.data.embedded.wheels import missing_package_file, package_file
+from metamask.data.formats.ts_format import read_ts
 from metamask.data.registry import register_dataset
-from metamask.data.ts_format import read_ts
-from metamask.data.wheels import missing_package_file, package_file
 from metamask.errors import DataError
 
 # ----------------------------------------------------------------------------------------------
