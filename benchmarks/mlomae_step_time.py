@@ -84,9 +84,9 @@ def build(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Any:
     """The variant's graph on random CIFAR-shaped data (10 classes)."""
     import torch
 
+    from metamask.compose import build_graph
     from metamask.config import spec_from_dict
     from metamask.data.base import ArrayDataset, DataBundle, DatasetInfo
-    from metamask.graph import build_graph
 
     batch = args.get("batch") or config["batch"]
     info = DatasetInfo("bench", "image2d", (3, 32, 32), tuple(config["patch"]), 10, "accuracy")
@@ -144,7 +144,7 @@ def timed_mask_parts(
     evaluations of the pretraining loss). The rest of the mask step is the split-B forward
     and the masker's optimizer step. Set ``current[0]`` to the variant that steps next.
     """
-    from metamask.nodes import mlomae
+    from metamask.hypergrad import paths
 
     spent: dict[str, dict[str, list[float]]] = {}
     current = [""]
@@ -161,9 +161,9 @@ def timed_mask_parts(
 
         return timed
 
-    paths, estimator = MASK_PARTS
-    mlomae.path_gradient = timing(mlomae.path_gradient, paths)  # type: ignore[assignment]
-    mlomae.apply_estimator = timing(mlomae.apply_estimator, estimator)  # type: ignore[assignment]
+    vectors, estimator = MASK_PARTS
+    paths.path_gradient = timing(paths.path_gradient, vectors)  # type: ignore[assignment]
+    paths.apply_estimator = timing(paths.apply_estimator, estimator)  # type: ignore[assignment]
     return spent, current
 
 

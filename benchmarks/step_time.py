@@ -46,11 +46,12 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
     """One training step of ``variant`` on random data of ``config``'s shape."""
     import torch
 
+    from metamask.compose import build_graph
     from metamask.config import spec_from_dict
     from metamask.data.base import ArrayDataset, DataBundle, DatasetInfo
-    from metamask.graph import build_graph, build_optimizer
     from metamask.models.mae import MaskedAutoencoder
     from metamask.models.masking import RandomMasker
+    from metamask.optim import build_optimizer
 
     info = DatasetInfo(
         "bench", config["modality"], tuple(config["shape"]), tuple(config["patch"]), 2,

@@ -7,7 +7,7 @@
 
 MLO-MAE runs ``problems/mlomae-<digits|cifar10>.yaml`` (CIFAR-100: the CIFAR-10 spec on
 ``cifar100``); its MAE baseline is the same spec with the pretrain node alone and random masks
-(:func:`metamask.nodes.mlomae.mae_baseline`; for digits it equals problems/mae-digits-mlo.yaml).
+(:func:`mae_baseline` below; for digits it equals problems/mae-digits-mlo.yaml).
 Each run's folder holds metrics.jsonl, checkpoint.pt, results.json and, for MLO-MAE, masks.png:
 input, learned masking probability and chosen mask for a grid of validation images (and
 masks-<step>.png every ``--picture-every`` steps). Prints mean +- std over seeds.
@@ -16,6 +16,7 @@ masks-<step>.png every ``--picture-every`` steps). Prints mean +- std over seeds
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -26,16 +27,39 @@ from rich.console import Console
 from rich.table import Table
 
 from metamask.checkpoint import write_json
-from metamask.config import RunSpec, load_spec
+from metamask.compose import build_graph
+from metamask.config import EstimatorSpec, GraphSpec, RunSpec, load_spec
 from metamask.evaluate import linear_probe
 from metamask.finetune import fine_tune
-from metamask.graph import build_graph
-from metamask.nodes.mlomae import mae_baseline
-from metamask.plots import picture_every, save_mask_picture
-from metamask.run import load_pretrain_data, resolve_device, seed_everything
+from metamask.plots import MaskPictures, save_mask_picture
+from metamask.run import resolve_device
+from metamask.seeding import seed_everything
+from metamask.spec_data import load_pretrain_data
 from metamask.train import Trainer
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
+
+
+def mae_baseline(spec: RunSpec, pretrain: str = "pretrain") -> RunSpec:
+    """The MAE baseline of an MLO-MAE spec: the same run with its pretrain node alone and
+    random masks (no masker, head or upper levels; the published code's ``--baseline``)."""
+    node = spec.graph.nodes[pretrain]
+    alone = dataclasses.replace(
+        node,
+        unroll_steps=1,
+        hypergradient=EstimatorSpec(),
+        options={**node.options, "masker": {"type": "random"}},
+    )
+    return dataclasses.replace(
+        spec,
+        name=(
+            spec.name.replace("mlomae", "mae") + "-mlo"
+            if "mlomae" in spec.name
+            else spec.name + "-mae"
+        ),
+        description=f"MAE baseline of {spec.name}",
+        graph=GraphSpec(nodes={pretrain: alone}),
+    )
 
 
 def specs(args: argparse.Namespace, seed: int) -> dict[str, RunSpec]:
@@ -62,8 +86,9 @@ def run(spec: RunSpec, out: Path, args: argparse.Namespace, console: Console) ->
     seed_everything(spec.seed)
     bundle = load_pretrain_data(spec)
     graph = build_graph(spec, bundle, device)
-    picture_every(graph, bundle.val, out, args.picture_every)
-    summary = Trainer(graph, spec, out, console, progress=not args.quiet).run()
+    pictures = MaskPictures(bundle.val, out, args.picture_every)
+    trainer = Trainer(graph, spec, out, console, progress=not args.quiet, callbacks=[pictures])
+    summary = trainer.run()
     probe = linear_probe(graph.mae, bundle, spec.eval.probe, device, spec.seed)
     tuned = None
     if spec.eval.finetune is not None:

@@ -22,11 +22,12 @@ import torch
 from rich.console import Console
 
 from metamask.checkpoint import write_json
+from metamask.compose import build_graph
 from metamask.config import RunSpec, apply_override, spec_from_dict, spec_to_dict
 from metamask.errors import MetamaskError
 from metamask.evaluate import linear_probe
-from metamask.graph import build_graph
-from metamask.run import load_eval_data, load_pretrain_data, read_resume_checkpoint
+from metamask.resume import read_resume_checkpoint
+from metamask.spec_data import load_eval_data, load_pretrain_data
 from metamask.train import Trainer
 
 

@@ -1,7 +1,7 @@
 """Compose optimization graphs in Python: declare nodes and edges, get a validated Betty graph.
 
 This is the one way metamask builds a graph. YAML specs go through it
-(:func:`metamask.graph.build_graph` is ``GraphBuilder(spec, ...).build()``), and so do the
+(:func:`build_graph` is ``GraphBuilder(spec, ...).build()``), and so do the
 built-in methods: MAE, MetaMAE, MLO-MAE and ``metamae+mask`` are registered node types plus
 edges, with nothing private to the toolkit. A node is either a registered type (``"pretrain"``,
 ``"adapt"``, ...; its keyword options are the type's YAML keys) or your own: a module, a loss
@@ -48,17 +48,15 @@ from metamask.config import (
 )
 from metamask.data.base import DataBundle
 from metamask.errors import GraphError
-from metamask.graph import (
-    BuildContext,
-    Graph,
-    GraphEngine,
-    NodeBuilder,
-    get_node_type,
-    validate_graph,
-)
+from metamask.graph import Graph, GraphEngine
 from metamask.models.mae import MaskedAutoencoder
+from metamask.nodes.context import BuildContext
 from metamask.nodes.custom import CustomLoss, custom_builder
 from metamask.nodes.differentiable import check_estimator_support
+from metamask.nodes.registry import NodeBuilder, get_node_type
+from metamask.seeding import seed_everything
+from metamask.spec_data import load_pretrain_data
+from metamask.topology import validate_graph
 from metamask.train import Trainer, TrainSummary
 
 #: the ``type`` a custom node (module + loss + data) gets in its spec
@@ -174,8 +172,6 @@ class GraphBuilder:
     def bundle(self) -> DataBundle:
         """The run's data (loaded from ``spec.data`` the first time it is needed)."""
         if self._bundle is None:
-            from metamask.run import load_pretrain_data
-
             self._bundle = load_pretrain_data(self.base)
         return self._bundle
 
@@ -241,6 +237,14 @@ class GraphBuilder:
         )
 
 
+def build_graph(
+    spec: RunSpec, bundle: DataBundle, device: torch.device | str = "cpu", source: str = "<spec>"
+) -> Graph:
+    """Validate a spec's graph, build every node lowers-first and wire them into Betty
+    (what ``metamask run`` does with a YAML spec: the same path as a graph composed here)."""
+    return GraphBuilder(spec, bundle, device, source).build()
+
+
 def new_graph(
     data: str | DataBundle,
     *,
@@ -257,8 +261,6 @@ def new_graph(
     ``model`` holds the YAML ``model`` keys (``{"backbone": "tiny", "mask_ratio": 0.5}``).
     Seeds torch, numpy and python with ``seed`` (as ``metamask run`` does before building).
     """
-    from metamask.run import seed_everything
-
     dataset = data if isinstance(data, str) else data.info.name
     raw = {
         "name": name,
@@ -287,4 +289,4 @@ def train(
     return Trainer(graph, spec, out_dir, console or Console(stderr=True), progress).run()
 
 
-__all__ = ["CUSTOM_TYPE", "CustomLoss", "GraphBuilder", "new_graph", "train"]
+__all__ = ["CUSTOM_TYPE", "CustomLoss", "GraphBuilder", "build_graph", "new_graph", "train"]

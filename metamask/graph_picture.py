@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from metamask.config import GraphSpec
-from metamask.graph import validate_graph
+from metamask.topology import validate_graph
 
 
 def node_levels(graph: GraphSpec) -> dict[str, int]:

@@ -1,16 +1,27 @@
-"""MetaMAE's method math as pure functions (SPEC §2): the support set and the contrastive loss.
+"""The methods' loss math as functions of tensors: MetaMAE's support set and task contrast,
+MLO-MAE's probability-weighted reconstruction, and a classification head's terms.
 
-The visible tokens are the support set, the masked tokens the query set. The support set is
-widened by "nearby-S" masked tokens next to a visible one, each kept with probability
-``s_ratio``. The task-contrastive loss aligns the amortized latent z0 with the adapted z1.
+MetaMAE (docs/methods.md): the visible tokens are the support set, the masked tokens the
+query set. The support set is widened by "nearby-S" masked tokens next to a visible one, each
+kept with probability ``s_ratio``. The task-contrastive loss aligns the amortized latent z0
+with the adapted z1. MLO-MAE: each masked token's reconstruction loss is weighted by its
+masking probability, the one path by which gradient reaches the masking network. Node types
+(:mod:`metamask.nodes`) call these; nothing here knows of Betty or of nodes.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from metamask import distributed
+from metamask.models.mae import masked_mean
+
+if TYPE_CHECKING:
+    from metamask.models.mae import MaskedAutoencoder
+    from metamask.models.masking import Masks
 
 
 def visible_neighbours(mask: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
@@ -74,3 +85,38 @@ def task_contrastive_loss(
 def pool_tokens(latent: torch.Tensor) -> torch.Tensor:
     """Mean over the non-CLS tokens of a latent (B, 1 + K, D) -> (B, D)."""
     return latent[:, 1:].mean(dim=1)
+
+
+def probability_weighted_loss(
+    mae: MaskedAutoencoder,
+    latent: torch.Tensor,
+    masks: Masks,
+    target: torch.Tensor,
+    prob: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """A learned masker's reconstruction loss: each masked token's loss times its masking
+    probability, ``sum(p * loss) / number masked`` (MLO-MAE, docs/methods.md): the only path by
+    which gradient reaches the masker. Also the plain reconstruction loss and the mean
+    probability of the masked tokens (both detached, for the logs).
+
+    Args:
+        latent: (B, 1 + K, D) the encoder's (or an adapted) latent of the kept tokens.
+        target: (B, L, P) reconstruction targets or (B, L) token ids.
+        prob: (B, L) masking probabilities, in autograd's graph back to the masker.
+    """
+    select = masks.mask > 0  # (B, L): decode the masked positions only
+    losses = mae.token_losses(mae.decode(latent, masks, select), target[select])  # (N,)
+    ones = masks.mask[select]
+    return {
+        "loss": masked_mean(losses * prob[select], ones),
+        "reconstruction": masked_mean(losses.detach(), ones),
+        "masked_prob": masked_mean(prob.detach()[select], ones),
+        "mask_ratio": masks.mask.mean(),  # the share masked (learned within bounds, or fixed)
+    }
+
+
+def classification_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy (the loss) and accuracy (logged) of logits (B, K) for labels (B,)."""
+    loss = F.cross_entropy(logits, y.long())
+    accuracy = (logits.detach().argmax(-1) == y).float().mean()
+    return {"loss": loss, "accuracy": accuracy}

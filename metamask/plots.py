@@ -8,8 +8,9 @@ the masks of all examples as two (examples x positions) maps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -23,6 +24,11 @@ from torch.utils.data import Dataset
 from metamask.graph import Graph
 from metamask.models.mae import MaskedAutoencoder
 from metamask.models.maskers import LearnedMasker
+from metamask.nodes.protocols import MaskedPretraining
+
+if TYPE_CHECKING:
+    from metamask.nodes.base import Node
+    from metamask.train import Trainer
 
 MASK_PICTURE = "masks.png"
 
@@ -110,8 +116,6 @@ def _sequence_maps(prob: np.ndarray, mask: np.ndarray) -> plt.Figure:
 def learned_masker(graph: Graph) -> LearnedMasker | None:
     """The graph's learned masker (MLO-MAE's pretrain node, metamae+mask's reconstruct node),
     or None (MAE, MetaMAE)."""
-    from metamask.nodes.mlomae import MaskedPretraining
-
     for node in graph.nodes.values():
         if isinstance(node, MaskedPretraining):
             masker = node.learned_masker()
@@ -146,21 +150,21 @@ def save_mask_picture(
     )
 
 
-def picture_every(graph: Graph, dataset: Dataset, out_dir: Path, every: int) -> None:
-    """From now on, draw ``masks-<step>.png`` into ``out_dir`` every ``every`` engine steps.
+class MaskPictures:
+    """A trainer callback: ``masks-<step>.png`` of the graph's learned masker every ``every``
+    engine steps, on the first examples of ``dataset`` (a no-op without a learned masker).
 
-    Wraps ``graph.step`` (what :class:`~metamask.train.Trainer` calls), so any training loop
-    over the graph draws the pictures; a no-op without a learned masker or with ``every < 1``.
+    It draws nothing at random (the masker's masks are its top probabilities), so a run with
+    pictures is the same run, bit for bit.
     """
-    if every < 1 or learned_masker(graph) is None:
-        return
-    step = graph.step
 
-    def step_and_draw() -> list[Any]:
-        stepped = step()
+    def __init__(self, dataset: Dataset, out_dir: Path, every: int) -> None:
+        self.dataset = dataset
+        self.out_dir = out_dir
+        self.every = every
+
+    def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
+        graph = trainer.graph
         done = graph.engine.global_step
-        if done % every == 0:
-            save_mask_picture(graph, dataset, out_dir, name=f"masks-{done:06d}.png")
-        return stepped
-
-    graph.step = step_and_draw  # type: ignore[method-assign]
+        if self.every > 0 and done % self.every == 0 and learned_masker(graph) is not None:
+            save_mask_picture(graph, self.dataset, self.out_dir, name=f"masks-{done:06d}.png")

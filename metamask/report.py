@@ -10,7 +10,7 @@ from rich.table import Table
 
 from metamask.config import RunSpec
 from metamask.data.base import DatasetEntry, LoadOptions
-from metamask.graph import local_step_period
+from metamask.topology import local_step_period
 
 
 def graph_table(spec: RunSpec) -> Table:

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import platform
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 
 from metamask import distributed
-from metamask.checkpoint import load_checkpoint, write_json
+from metamask.checkpoint import write_json
+from metamask.compose import build_graph
 from metamask.config import RunSpec, spec_to_dict
-from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
-from metamask.data.registry import get_dataset, load_dataset
-from metamask.data.user_arrays import array_dataset_entry, load_array_dataset
-from metamask.errors import CheckpointError, ConfigError, DataError
+from metamask.errors import ConfigError
 from metamask.evaluate import ProbeResult, linear_probe
 from metamask.finetune import FinetuneResult, fine_tune
 from metamask.folder_lock import run_folder_lock
-from metamask.graph import Graph, build_graph
+from metamask.graph import Graph
 from metamask.plots import save_mask_picture
-from metamask.resume import check_same_run
-from metamask.train import CHECKPOINT_NAME, Trainer, TrainSummary
+from metamask.resume import read_resume_checkpoint
+from metamask.seeding import seed_everything
+from metamask.spec_data import load_eval_data, load_pretrain_data
+from metamask.train import Trainer, TrainSummary
 
 
 @dataclass
@@ -55,68 +52,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available here")
     return device
-
-
-def load_options(spec: RunSpec) -> LoadOptions:
-    return LoadOptions(
-        seed=spec.seed, val_fraction=spec.data.val_fraction, data_root=spec.data.data_root
-    )
-
-
-def pretrain_info(spec: RunSpec) -> DatasetInfo:
-    """Facts of the spec's pretraining data, without loading it."""
-    if spec.data.arrays is not None:
-        return array_dataset_entry(spec.data.dataset, spec.data.arrays).info
-    return get_dataset(spec.data.dataset).info
-
-
-def load_pretrain_data(spec: RunSpec) -> DataBundle:
-    """The spec's pretraining dataset: a registered one, or the user's arrays (data.arrays)."""
-    if spec.data.arrays is not None:
-        return load_array_dataset(spec.data.dataset, spec.data.arrays, load_options(spec))
-    return load_dataset(spec.data.dataset, load_options(spec))
-
-
-def load_eval_data(spec: RunSpec, pretrain: DataBundle, source: str = "<spec>") -> DataBundle:
-    """The probe's dataset: the pretraining one, or ``eval.dataset`` (transfer, same shape)."""
-    if spec.eval.dataset is None or spec.eval.dataset == pretrain.info.name:
-        return pretrain
-    bundle = load_dataset(spec.eval.dataset, load_options(spec))
-    ours, theirs = pretrain.info, bundle.info
-    if (ours.modality, ours.input_shape, ours.vocab_size) != (
-        theirs.modality,
-        theirs.input_shape,
-        theirs.vocab_size,
-    ):
-        raise DataError(
-            f"{source}: eval.dataset: {theirs.name} has {theirs.modality} inputs "
-            f"{theirs.input_shape} but the encoder was pretrained on {ours.name} "
-            f"({ours.modality} {ours.input_shape})"
-        )
-    return bundle
-
-
-def checkpoint_file(resume: Path) -> Path:
-    """``--resume`` takes a run folder (its checkpoint.pt) or a checkpoint file."""
-    return resume / CHECKPOINT_NAME if resume.is_dir() else resume
-
-
-def read_resume_checkpoint(spec: RunSpec, resume: Path) -> tuple[dict[str, Any], Path]:
-    """The checkpoint to continue from; CheckpointError when unreadable or from another spec."""
-    path = checkpoint_file(resume)
-    state = load_checkpoint(path)
-    try:
-        saved = json.loads(state["spec"])
-    except (KeyError, TypeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: the checkpoint holds no readable spec") from None
-    check_same_run(saved, spec_to_dict(spec), path)
-    return state, path
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def run_spec(

@@ -23,12 +23,12 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -41,15 +41,19 @@ from rich.progress import (
 )
 
 from metamask import distributed
-from metamask.checkpoint import rng_state, save_checkpoint, set_rng_state
+from metamask.checkpoint import save_checkpoint
 from metamask.config import RunSpec, spec_to_dict
-from metamask.errors import CheckpointError, Interrupted, NonFiniteError, OutputError
+from metamask.errors import Interrupted, NonFiniteError, OutputError
 from metamask.graph import Graph
-from metamask.resume import remove_stale_temporaries, truncate_metrics
-
-CHECKPOINT_FORMAT = 2
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
+from metamask.nodes.base import Node
+from metamask.resume import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    check_restorable,
+    tidy_folder,
+)
+from metamask.seeding import rng_state, set_rng_state
 
 
 @dataclass
@@ -76,8 +80,21 @@ class TrainSummary:
         }
 
 
+class Callback(Protocol):
+    """Something the trainer calls after every engine step (pictures, extra logs, probes).
+
+    ``trainer.step`` is the number of engine iterations done, ``trainer.graph`` the graph,
+    ``trainer.out_dir`` the run folder (None without one); ``stepped`` are the nodes that took
+    a step in this iteration. A callback must not draw from the global random generators:
+    that would change the run's random stream, and a resumed run would differ.
+    """
+
+    def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None: ...
+
+
 class Trainer:
-    """Drives a :class:`~metamask.graph.Graph` for ``spec.train.steps`` engine iterations."""
+    """Drives a :class:`~metamask.graph.Graph` for ``spec.train.steps`` engine iterations,
+    calling each of ``callbacks`` after every step."""
 
     def __init__(
         self,
@@ -86,8 +103,10 @@ class Trainer:
         out_dir: Path | None = None,
         console: Console | None = None,
         progress: bool = True,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.graph = graph
+        self.callbacks = list(callbacks)
         self.spec = spec
         self.out_dir = out_dir
         self.console = console or Console(stderr=True)
@@ -123,6 +142,8 @@ class Trainer:
                 for node in stepped:
                     latest[node.name] = {"local_step": node.local_step, **node.last_metrics}
                     pending.add(node.name)
+                for callback in self.callbacks:
+                    callback.on_step_end(self, stepped)
                 if self.step % every == 0 or self.step == total:
                     self._log(metrics_file, latest, pending, time.perf_counter() - start)
                     pending.clear()
@@ -150,7 +171,7 @@ class Trainer:
             checkpoint_seconds=self.checkpoint_seconds,
         )
 
-    def _engine_step(self) -> list[Any]:
+    def _engine_step(self) -> list[Node]:
         try:
             return self.graph.step()
         except NonFiniteError as exc:
@@ -192,49 +213,23 @@ class Trainer:
         return path
 
     def restore(self, state: dict[str, Any], source: Path) -> None:
-        """Continue from a checkpoint's state (see :func:`metamask.checkpoint.load_checkpoint`).
+        """Continue from a checkpoint's state, once :func:`metamask.resume.check_restorable`
+        has accepted it (:func:`metamask.resume.read_resume_checkpoint` reads one).
 
         The nodes restart their data iterators at the saved positions before the RNG states
         are set, so that nothing the restore itself draws reaches the training.
         """
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"{source}: checkpoint format {state.get('format')!r}, this metamask writes and "
-                f"reads format {CHECKPOINT_FORMAT}"
-            )
-        saved_world = int(state.get("world_size", 1))
-        if saved_world != distributed.world_size():
-            raise CheckpointError(
-                f"{source}: written by {saved_world} process(es), resumed with "
-                f"{distributed.world_size()}: the global batch would change; resume with "
-                f"{saved_world}"
-            )
+        step = check_restorable(
+            state, source, list(self.graph.nodes), self.period, self.spec.train.steps
+        )
         nodes = state["nodes"]
-        if set(nodes) != set(self.graph.nodes):
-            raise CheckpointError(
-                f"{source}: checkpoint nodes {sorted(nodes)} differ from the graph's "
-                f"{sorted(self.graph.nodes)}"
-            )
-        step = int(state["step"])
-        if step % self.period and step < self.spec.train.steps:
-            raise CheckpointError(
-                f"{source}: saved at step {step}, inside an unroll window of {self.period} "
-                "steps (a run's final checkpoint); only a checkpoint taken at a multiple of "
-                f"{self.period} can be continued"
-            )
-        if step > self.spec.train.steps:
-            raise CheckpointError(
-                f"{source}: the checkpoint is at step {state['step']}, beyond train.steps "
-                f"{self.spec.train.steps}"
-            )
         for name, node in self.graph.nodes.items():
             node.load_state_dict(nodes[name])
         self.graph.engine.global_step = int(state["global_step"])
-        self.step = self.last_checkpoint = self.resumed_from = int(state["step"])
+        self.step = self.last_checkpoint = self.resumed_from = step
         set_rng_state(state["rng"])
         if self.writes and self.out_dir is not None:
-            remove_stale_temporaries(self.out_dir)
-            truncate_metrics(self.out_dir / METRICS_NAME, self.step)
+            tidy_folder(self.out_dir, self.step)
 
     # -- signals ---------------------------------------------------------------------------------
 

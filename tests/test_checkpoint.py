@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from metamask.checkpoint import (
-    atomic_write,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from metamask.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from metamask.errors import CheckpointError
+from metamask.seeding import rng_state, set_rng_state
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ def test_upper_hypergradient_matches_finite_differences_float64() -> None:
 def test_spec_graphs_and_composed_graphs_are_the_same_build() -> None:
     """A YAML spec goes through GraphBuilder: the same spec composed in Python builds the
     same nodes, edges and parameters."""
-    from metamask.graph import build_graph
+    from metamask.compose import build_graph
 
     spec = tiny_spec()
     bundle = tiny_bundle("signal1d")
@@ -273,7 +273,7 @@ def test_estimator_a_node_type_cannot_use_is_refused() -> None:
     g.build()
     from test_compose_graphs import metamae_mask_graph
 
-    from metamask.graph import build_graph
+    from metamask.compose import build_graph
 
     for estimator, message in (
         ("neumann", r"node 'reconstruct': Reconstruct cannot pass gradients on with estimator "),

@@ -12,11 +12,12 @@ import torch
 from helpers import METAMAE_GRAPH, tiny_bundle, tiny_spec
 from test_mlomae import mlo_graph
 
+from metamask.compose import build_graph
 from metamask.config import load_spec
 from metamask.errors import GraphError
-from metamask.graph import build_graph
+from metamask.nodes.head import Head
+from metamask.nodes.mask import Mask
 from metamask.nodes.metamae import Adapt, Reconstruct
-from metamask.nodes.mlomae import Head, Mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]

@@ -100,9 +100,10 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path: Path) -
 
 def _initial_parameters() -> dict[str, torch.Tensor]:
     """The parameters before training (same spec, same seed, same build)."""
+    from metamask.compose import build_graph
     from metamask.config import load_spec
-    from metamask.graph import build_graph
-    from metamask.run import load_pretrain_data, seed_everything
+    from metamask.seeding import seed_everything
+    from metamask.spec_data import load_pretrain_data
 
     spec = load_spec(SPEC, ["model.backbone=tiny"])
     seed_everything(spec.seed)

@@ -33,8 +33,8 @@ from metamask.checkpoint import load_checkpoint
 from metamask.cli import main
 from metamask.config import OptimizerSpec
 from metamask.errors import NonFiniteError
-from metamask.graph import build_optimizer
 from metamask.nodes.base import Node
+from metamask.optim import build_optimizer
 
 METAMAE = "problems/metamae-basicmotions.yaml"
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_bundle, tiny_spec
 
-from metamask.graph import build_graph
+from metamask.compose import build_graph
 from metamask.models.transformer import twice_differentiable
 from metamask.nodes.metamae import Adapt, LatentTask
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from metamask.metamae import nearby_support, task_contrastive_loss, visible_neighbours
+from metamask.losses import nearby_support, task_contrastive_loss, visible_neighbours
 
 
 def test_1d_neighbours_are_left_and_right_without_wraparound() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,16 @@ import pytest
 import torch
 from helpers import tiny_bundle, tiny_spec
 
+from metamask.compose import build_graph
 from metamask.config import RunSpec, load_spec
 from metamask.data.base import LoadOptions
+from metamask.data.labelled_splits import split_labelled
 from metamask.data.registry import load_dataset
 from metamask.errors import ConfigError, GraphError
-from metamask.graph import build_graph
 from metamask.models.maskers import FlatMLPMasker, TokenMLPMasker
-from metamask.nodes.mlomae import Head, Mask, Pretrain, split_labelled
+from metamask.nodes.head import Head
+from metamask.nodes.mask import Mask
+from metamask.nodes.pretrain import Pretrain
 
 ADAMW = {"type": "adamw", "lr": 1e-3, "betas": [0.9, 0.95]}
 MLO_GRAPH: dict[str, Any] = {
@@ -264,9 +268,11 @@ def test_the_head_needs_class_labels() -> None:
 
 
 def test_the_derived_mae_baseline_is_the_baseline_spec_file() -> None:
-    from metamask.nodes.mlomae import mae_baseline
-
-    derived = mae_baseline(load_spec(ROOT / "problems" / "mlomae-digits.yaml"))
+    example = importlib.util.spec_from_file_location("mlomae_cifar", ROOT / "examples/mlomae_cifar.py")
+    assert example is not None and example.loader is not None
+    module = importlib.util.module_from_spec(example)
+    example.loader.exec_module(module)
+    derived = module.mae_baseline(load_spec(ROOT / "problems" / "mlomae-digits.yaml"))
     written = load_spec(ROOT / "problems" / "mae-digits-mlo.yaml")
     assert derived.name == written.name == "mae-digits-mlo"
     assert dataclasses.replace(derived, description="") == dataclasses.replace(

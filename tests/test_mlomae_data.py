@@ -11,8 +11,8 @@ import torch
 from fixtures_data import assert_items, base
 
 from metamask.data import LoadOptions, get_dataset, load_dataset
+from metamask.data.labelled_splits import split_labelled
 from metamask.errors import DataError
-from metamask.nodes.mlomae import split_labelled
 
 
 def write_cifar100(root: Path, layout: str, n_train: int = 60, n_test: int = 20) -> None:

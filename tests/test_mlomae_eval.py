@@ -11,9 +11,9 @@ import torch
 from helpers import MAE_GRAPH, tiny_bundle, tiny_spec
 from test_mlomae import mlo_graph, mlo_spec
 
+from metamask.compose import build_graph
 from metamask.config import FinetuneSpec
 from metamask.finetune import fine_tune
-from metamask.graph import build_graph
 from metamask.models.mae import MaskedAutoencoder
 from metamask.plots import learned_masker, masking_picture, save_mask_picture
 from metamask.run import run_spec

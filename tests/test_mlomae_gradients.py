@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from helpers import tiny_bundle, tiny_spec
 from torch import nn
 
-from metamask.graph import Graph, build_graph
+from metamask.compose import build_graph
+from metamask.graph import Graph
 from metamask.hypergrad.autodiff import node_loss
 from metamask.hypergrad.betty_estimators import DartsOptions, darts
-from metamask.hypergrad.paths import path_gradient
+from metamask.hypergrad.paths import path_gradient, summed_path_gradient
 from metamask.models.transformer import twice_differentiable
-from metamask.nodes.mlomae import MaskedBatch, summed_path_gradient
+from metamask.nodes.pretrain import MaskedBatch
 
 PRETRAIN_LR, MOMENTUM, HEAD_LR = 0.2, 0.9, 0.5
 FD_TOLERANCE = 1e-6  # relative, float64: |fd - <g, d>| <= 1e-6 * max(|fd|, 1e-3)

@@ -8,10 +8,11 @@ from betty.configs import Config
 from betty.problems import ImplicitProblem
 from helpers import MAE_GRAPH, tiny_bundle, tiny_spec
 
+from metamask.compose import build_graph
 from metamask.config import OptimizerSpec
 from metamask.errors import GraphError, NonFiniteError
-from metamask.graph import build_graph, build_optimizer
 from metamask.nodes.base import Node
+from metamask.optim import build_optimizer
 
 
 class Quadratic(Node):

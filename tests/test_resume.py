@@ -14,11 +14,11 @@ from helpers import MAE_GRAPH, tiny_bundle, tiny_spec
 
 from metamask.checkpoint import load_checkpoint
 from metamask.cli import main
+from metamask.compose import build_graph
 from metamask.errors import CheckpointError
-from metamask.graph import build_graph
 from metamask.resume import spec_differences, truncate_metrics
-from metamask.run import seed_everything
 from metamask.sampling import ResumableBatchSampler
+from metamask.seeding import seed_everything
 from metamask.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -28,7 +28,7 @@ def _method_spec(method: str) -> Path | None:
     """The method's first spec (BasicMotions first) whose dataset loads on this machine."""
     from metamask.config import load_spec
     from metamask.data.registry import get_dataset
-    from metamask.run import load_options
+    from metamask.spec_data import load_options
 
     found = sorted(
         Path("problems").glob(f"{method}-*.yaml"), key=lambda p: "basicmotions" not in p.name

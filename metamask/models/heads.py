@@ -1,4 +1,5 @@
-"""Small heads on top of encoder features: MetaMAE's contrastive projector, a linear probe."""
+"""Small heads on top of encoder features: MetaMAE's contrastive projector, MLO-MAE's
+classifier head, a linear probe."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ class Projector(nn.Sequential):
             nn.BatchNorm1d(hidden_mult * width),
             nn.ReLU(),
             nn.Linear(hidden_mult * width, out_dim, bias=False),
+        )
+
+
+class ClassifierHead(nn.Sequential):
+    """The published MLO-MAE head: LayerNorm(D) -> Dropout -> Linear(D, K)."""
+
+    def __init__(self, width: int, num_classes: int, dropout: float = 0.1) -> None:
+        super().__init__(
+            nn.LayerNorm(width, eps=1e-6), nn.Dropout(dropout), nn.Linear(width, num_classes)
         )
 
 

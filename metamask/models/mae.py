@@ -111,34 +111,6 @@ class MaskedAutoencoder(nn.Module):
         return latent[:, 0]
 
 
-def probability_weighted_loss(
-    mae: MaskedAutoencoder,
-    latent: torch.Tensor,
-    masks: Masks,
-    target: torch.Tensor,
-    prob: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """A learned masker's reconstruction loss: each masked token's loss times its masking
-    probability, ``sum(p * loss) / number masked`` (MLO-MAE, SPEC §3): the only path by which
-    gradient reaches the masker. Also the plain reconstruction loss and the mean probability
-    of the masked tokens (both detached, for the logs).
-
-    Args:
-        latent: (B, 1 + K, D) the encoder's (or an adapted) latent of the kept tokens.
-        target: (B, L, P) reconstruction targets or (B, L) token ids.
-        prob: (B, L) masking probabilities, in autograd's graph back to the masker.
-    """
-    select = masks.mask > 0  # (B, L): decode the masked positions only
-    losses = mae.token_losses(mae.decode(latent, masks, select), target[select])  # (N,)
-    ones = masks.mask[select]
-    return {
-        "loss": masked_mean(losses * prob[select], ones),
-        "reconstruction": masked_mean(losses.detach(), ones),
-        "masked_prob": masked_mean(prob.detach()[select], ones),
-        "mask_ratio": masks.mask.mean(),  # the share masked (learned within bounds, or fixed)
-    }
-
-
 def masked_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """sum(losses * weights) / sum(weights): one mean over every selected token of the batch.
 

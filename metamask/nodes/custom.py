@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from metamask.config import NodeSpec, OptimizerSpec
-from metamask.graph import BuildContext, NodeBuilder
-from metamask.hypergrad.registry import estimator_options
+from metamask.config import NodeSpec
+from metamask.nodes.context import BuildContext
 from metamask.nodes.differentiable import DifferentiableNode
+from metamask.nodes.registry import NodeBuilder
 
 #: a custom node's loss: a batch -> the loss, or a dict with "loss" and any terms to log
 CustomLoss = Callable[[Any], "torch.Tensor | dict[str, torch.Tensor]"]
@@ -53,18 +53,7 @@ def custom_builder(module: nn.Module, loss: CustomLoss, data: Dataset) -> NodeBu
 
     def build(ctx: BuildContext, name: str, spec: NodeSpec) -> CustomNode:
         module.to(ctx.device)
-        optimizer, scheduler = ctx.optimizer(module, spec.optimizer or OptimizerSpec(), name)
-        where = f"graph.nodes.{name}.hypergradient"
-        return CustomNode(
-            name,
-            module,
-            loss,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            loader=ctx.loader(data, name),
-            unroll_steps=spec.unroll_steps,
-            estimator=spec.hypergradient.type,
-            estimator_options=estimator_options(spec.hypergradient, ctx.source, where),
-        )
+        wiring = ctx.wire(name, spec, module, data)
+        return CustomNode(name, module, loss, **wiring.kwargs())
 
     return build

@@ -32,18 +32,24 @@ import torch
 from torch import nn
 
 from metamask import distributed
-from metamask.config import NodeSpec, OptimizerSpec
+from metamask.config import NodeSpec
 from metamask.errors import GraphError
-from metamask.graph import BuildContext, register_node_type
 from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
-from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY, estimator_options
-from metamask.metamae import nearby_support, pool_tokens, task_contrastive_loss
+from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY
+from metamask.losses import (
+    nearby_support,
+    pool_tokens,
+    probability_weighted_loss,
+    task_contrastive_loss,
+)
 from metamask.models.heads import Projector
-from metamask.models.mae import MaskedAutoencoder, probability_weighted_loss
+from metamask.models.mae import MaskedAutoencoder
 from metamask.models.maskers import LearnedMasker, MaskerSpec, build_masker
 from metamask.models.masking import Masks, RandomMasker
 from metamask.models.transformer import twice_differentiable
 from metamask.nodes.base import Node
+from metamask.nodes.context import BuildContext
+from metamask.nodes.registry import register_node_type
 
 Masker = Callable[[torch.Tensor], Masks]
 
@@ -204,7 +210,7 @@ class Reconstruct(Node):
         name: str,
         module: OuterModule,
         options: ReconstructOptions,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | None = None,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         inner: Adapt | None = None,
         masker: Masker | None = None,
@@ -314,8 +320,8 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
     )
     if isinstance(masker, LearnedMasker):
         masker = masker.to(ctx.device)
-    loader = ctx.loader(ctx.dataset(name, ctx.bundle.pretrain_set), name)
-    return Adapt(name, mae, masker, solver, options, loader)
+    wiring = ctx.wire(name, spec, data=ctx.bundle.pretrain_set, edge_estimator=False)
+    return Adapt(name, mae, masker, solver, options, wiring.loader)
 
 
 @register_node_type(
@@ -360,28 +366,9 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
     mae = ctx.mae()
     projector = Projector(mae.width).to(ctx.device) if reg_weight > 0 else None
     module = OuterModule(mae, projector)
-    optimizer, scheduler = ctx.optimizer(module, spec.optimizer or OptimizerSpec(), name)
     if inner is not None:
-        return Reconstruct(
-            name,
-            module,
-            options,
-            optimizer,
-            scheduler,
-            inner=inner,
-            unroll_steps=spec.unroll_steps,
-            estimator=spec.hypergradient.type,
-            estimator_options=estimator_options(
-                spec.hypergradient, ctx.source, f"graph.nodes.{name}.hypergradient"
-            ),
-        )
-    return Reconstruct(
-        name,
-        module,
-        options,
-        optimizer,
-        scheduler,
-        masker=RandomMasker(ctx.spec.model.mask_ratio),
-        loader=ctx.loader(ctx.dataset(name, ctx.bundle.pretrain_set), name),
-        unroll_steps=spec.unroll_steps,
-    )
+        wiring = ctx.wire(name, spec, module, reads_data=False)
+        return Reconstruct(name, module, options, inner=inner, **wiring.kwargs())
+    wiring = ctx.wire(name, spec, module, ctx.bundle.pretrain_set)
+    masker = RandomMasker(ctx.spec.model.mask_ratio)
+    return Reconstruct(name, module, options, masker=masker, **wiring.kwargs())

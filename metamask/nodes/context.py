@@ -1,0 +1,185 @@
+"""What node builders share while a graph is built, and the one helper that wires a node.
+
+A :class:`BuildContext` hands builders the dataset, the one masked auto-encoder of the run,
+the already-built lower nodes (explicit, typed handles instead of Betty's name injection) and
+:meth:`BuildContext.wire`: a node's optimizer and schedule, its hypergradient estimator with
+validated options, its unroll window and its seeded, resumable data loader, from its spec.
+Every node type's builder uses it, so a new node type states only what is its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from torch.utils.data import Dataset
+
+from metamask import distributed
+from metamask.config import NodeSpec, OptimizerSpec, RunSpec, parse_dataclass
+from metamask.data.base import DataBundle
+from metamask.errors import DataError, GraphError
+from metamask.hypergrad.registry import estimator_options
+from metamask.models.mae import MaskedAutoencoder
+from metamask.optim import build_optimizer
+from metamask.sampling import ResumableBatchSampler, ResumableLoader
+from metamask.topology import local_step_period
+
+if TYPE_CHECKING:
+    from metamask.nodes.base import Node
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """A node's plumbing from its spec: what :class:`~metamask.nodes.base.Node` takes besides
+    its name and module. ``kwargs()`` passes it on to a node's constructor."""
+
+    optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    loader: ResumableLoader | None
+    unroll_steps: int
+    estimator: str
+    estimator_options: Any
+
+    def kwargs(self) -> dict[str, Any]:
+        """The wiring as keyword arguments of a node's constructor."""
+        return {
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "loader": self.loader,
+            "unroll_steps": self.unroll_steps,
+            "estimator": self.estimator,
+            "estimator_options": self.estimator_options,
+        }
+
+
+@dataclass
+class BuildContext:
+    """What node builders share. One per graph."""
+
+    spec: RunSpec
+    bundle: DataBundle
+    device: torch.device
+    source: str = "<spec>"
+    nodes: dict[str, Node] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+    #: datasets declared per node (``GraphBuilder.node(..., data=)``), overriding the defaults
+    data: Mapping[str, Dataset] = field(default_factory=dict)
+    #: the names whose declared dataset a builder has read (the rest are refused)
+    used_data: set[str] = field(default_factory=set)
+
+    def options(self, cls: type[T], node: NodeSpec, name: str) -> T:
+        """The node's type-specific options, validated against ``cls``."""
+        return parse_dataclass(cls, dict(node.options), self.source, f"graph.nodes.{name}")
+
+    def mae(self) -> MaskedAutoencoder:
+        """The run's masked auto-encoder, built once and shared by every node that needs it."""
+        if "mae" not in self.shared:
+            self.shared["mae"] = MaskedAutoencoder(self.bundle.info, self.spec.model).to(
+                self.device
+            )
+        model: MaskedAutoencoder = self.shared["mae"]
+        return model
+
+    def wire(
+        self,
+        name: str,
+        spec: NodeSpec,
+        module: torch.nn.Module | None = None,
+        data: Dataset | None = None,
+        *,
+        reads_data: bool = True,
+        edge_estimator: bool = True,
+    ) -> Wiring:
+        """Node ``name``'s optimizer over ``module`` (none without one), its estimator and
+        options (validated by the estimator), its unroll window, and its loader over the
+        dataset declared for it or else ``data`` (none when ``reads_data`` is False: the node
+        takes its batches from another node). With ``edge_estimator`` False the node's
+        ``hypergradient`` block is its own business (MetaMAE's latent solver) and the wiring
+        carries ``first_order``."""
+        optimizer, scheduler = None, None
+        if module is not None:
+            optimizer, scheduler = build_optimizer(
+                module, spec.optimizer or OptimizerSpec(), self.expected_steps(name)
+            )
+        estimator, options = "first_order", None
+        if edge_estimator:
+            where = f"graph.nodes.{name}.hypergradient"
+            estimator = spec.hypergradient.type
+            options = estimator_options(spec.hypergradient, self.source, where)
+        loader = self.loader(self.dataset(name, data), name) if reads_data else None
+        return Wiring(optimizer, scheduler, loader, spec.unroll_steps, estimator, options)
+
+    def dataset(self, name: str, default: Dataset | None) -> Dataset:
+        """The dataset node ``name`` draws from: the one declared for it, else ``default``.
+
+        Raises:
+            GraphError: neither was given (a node without data).
+        """
+        if name in self.data:
+            self.used_data.add(name)
+            return self.data[name]
+        if default is None:
+            raise GraphError(
+                f"{self.source}: graph.nodes.{name}: node has no data; declare it with "
+                "GraphBuilder.node(..., data=a torch Dataset)"
+            )
+        return default
+
+    def lowers(self, name: str) -> list[Node]:
+        """The already-built nodes that ``name`` differentiates through (its u2l edges)."""
+        return [self.nodes[lower] for lower in self.spec.graph.u2l.get(name, [])]
+
+    def feeders(self, name: str) -> list[Node]:
+        """The already-built nodes whose steps trigger ``name`` (l2u edges into it), spec order."""
+        return [
+            self.nodes[lower]
+            for lower, uppers in self.spec.graph.l2u.items()
+            if name in uppers and lower in self.nodes
+        ]
+
+    def uppers(self, name: str) -> list[str]:
+        """Names of the nodes that differentiate through ``name`` (u2l edges onto it)."""
+        return [upper for upper, lowers in self.spec.graph.u2l.items() if name in lowers]
+
+    def loader(self, dataset: Dataset, name: str, shuffle: bool = True) -> ResumableLoader:
+        """A seeded loader of ``data.batch_size`` per process; the seed differs per node name.
+
+        Its position (epoch, batches taken) is saved in checkpoints, and under data
+        parallelism each process takes its share of every global batch (metamask.sampling).
+        """
+        size = len(dataset)  # type: ignore[arg-type]
+        batch, processes = self.spec.data.batch_size, distributed.world_size()
+        if processes > 1 and not self.spec.data.drop_last:
+            raise DataError(
+                f"{self.source}: data.drop_last: false cannot be split evenly across "
+                f"{processes} processes; set data.drop_last: true to train distributed"
+            )
+        if self.spec.data.drop_last and size < batch * processes:
+            across = f" x {processes} processes" if processes > 1 else ""
+            raise DataError(
+                f"{self.source}: data.batch_size {batch}{across} exceeds the {size} examples "
+                f"node '{name}' trains on ({self.bundle.info.name}); lower data.batch_size"
+            )
+        sampler = ResumableBatchSampler(
+            size,
+            batch,
+            shuffle=shuffle,
+            drop_last=self.spec.data.drop_last,
+            seed=self.spec.seed * 1000 + stable_hash(name),
+            world_size=processes,
+            rank=distributed.rank(),
+        )
+        return ResumableLoader(dataset, sampler)
+
+    def expected_steps(self, name: str) -> int:
+        """How many local steps node ``name`` takes in the run (for schedules)."""
+        return max(1, self.spec.train.steps // local_step_period(self.spec.graph, name))
+
+
+def stable_hash(text: str) -> int:
+    """A hash of ``text`` that is the same in every process and Python run (loader seeds)."""
+    return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 997

@@ -1,0 +1,53 @@
+"""The data a run spec names: its pretraining dataset (registered or the user's arrays), the
+evaluation dataset, and their facts without loading them.
+
+Both :mod:`metamask.run` and :mod:`metamask.compose` load data through here.
+"""
+
+from __future__ import annotations
+
+from metamask.config import RunSpec
+from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
+from metamask.data.registry import get_dataset, load_dataset
+from metamask.data.user_arrays import array_dataset_entry, load_array_dataset
+from metamask.errors import DataError
+
+
+def load_options(spec: RunSpec) -> LoadOptions:
+    """How the spec asks datasets to be split and where their files lie."""
+    return LoadOptions(
+        seed=spec.seed, val_fraction=spec.data.val_fraction, data_root=spec.data.data_root
+    )
+
+
+def pretrain_info(spec: RunSpec) -> DatasetInfo:
+    """Facts of the spec's pretraining data, without loading it."""
+    if spec.data.arrays is not None:
+        return array_dataset_entry(spec.data.dataset, spec.data.arrays).info
+    return get_dataset(spec.data.dataset).info
+
+
+def load_pretrain_data(spec: RunSpec) -> DataBundle:
+    """The spec's pretraining dataset: a registered one, or the user's arrays (data.arrays)."""
+    if spec.data.arrays is not None:
+        return load_array_dataset(spec.data.dataset, spec.data.arrays, load_options(spec))
+    return load_dataset(spec.data.dataset, load_options(spec))
+
+
+def load_eval_data(spec: RunSpec, pretrain: DataBundle, source: str = "<spec>") -> DataBundle:
+    """The probe's dataset: the pretraining one, or ``eval.dataset`` (transfer, same shape)."""
+    if spec.eval.dataset is None or spec.eval.dataset == pretrain.info.name:
+        return pretrain
+    bundle = load_dataset(spec.eval.dataset, load_options(spec))
+    ours, theirs = pretrain.info, bundle.info
+    if (ours.modality, ours.input_shape, ours.vocab_size) != (
+        theirs.modality,
+        theirs.input_shape,
+        theirs.vocab_size,
+    ):
+        raise DataError(
+            f"{source}: eval.dataset: {theirs.name} has {theirs.modality} inputs "
+            f"{theirs.input_shape} but the encoder was pretrained on {ours.name} "
+            f"({ours.modality} {ours.input_shape})"
+        )
+    return bundle
