@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from metamask.data.formats.csv_rows import CsvRows
@@ -44,6 +43,8 @@ def load_rgb(path: Path, box: tuple[int, int, int, int] | None = None) -> np.nda
     antialiased, resize; the ``CenterCrop(32)`` after it is a no-op): non-square images are
     squashed, not cropped. No mean / std normalisation.
     """
+    from PIL import Image, UnidentifiedImageError  # here: lazy.py is imported with metamask.data
+
     try:
         with Image.open(path) as image:
             rgb = image.convert("RGB")

