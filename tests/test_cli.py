@@ -47,10 +47,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_config_error_is_one_line_exit_2_no_traceback(tmp_path: Path) -> None:
-    spec = tmp_path / "bad.yaml"
-    spec.write_text(
-        Path("problems/mae-basicmotions.yaml").read_text().replace("mask_ratio:", "mask_ratoi:")
-    )
+    from metamask.config import load_spec, spec_to_yaml
+
+    spec = tmp_path / "bad.yaml"  # the spec in one file: problems/ specs extend base files
+    resolved = spec_to_yaml(load_spec("problems/mae-basicmotions.yaml"))
+    spec.write_text(resolved.replace("mask_ratio:", "mask_ratoi:"))
     proc = run_cli("run", str(spec), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
