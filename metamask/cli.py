@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--png", type=Path, default=None, metavar="FILE", help="also draw the graph into FILE"
     )
+    show.add_argument(
+        "--resolved",
+        action="store_true",
+        help="print only the spec as YAML: extends merged, --set applied, every default written",
+    )
 
     datasets = sub.add_parser("datasets", help="list datasets and whether they load here")
     datasets.add_argument("--data-root", default=None, help="folder of real DABS data")
@@ -190,6 +195,11 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
     spec = load_spec(args.spec, args.overrides)
     validate_graph(spec.graph, str(args.spec))
+    if args.resolved:  # plain stdout: a runnable spec, e.g. `> flat.yaml` (docs/specs.md)
+        from metamask.config import spec_to_yaml
+
+        sys.stdout.write(spec_to_yaml(spec))
+        return 0
     info = pretrain_info(spec)
     model = MaskedAutoencoder(info, spec.model)
     enc, dec = spec.model.encoder, spec.model.decoder
