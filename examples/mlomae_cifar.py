@@ -6,7 +6,8 @@
     python examples/mlomae_cifar.py --dataset cifar100 --data-root /data --device cuda
 
 MLO-MAE runs ``problems/mlomae-<digits|cifar10>.yaml`` (CIFAR-100: the CIFAR-10 spec on
-``cifar100``); its MAE baseline is the same spec with the pretrain node alone and random masks
+``cifar100``); its MAE baseline is the same spec with a reconstruct node (MAE) in the pretrain
+node's place
 (:func:`mae_baseline` below; for digits it equals problems/mae-digits-mlo.yaml).
 Each run's folder holds metrics.jsonl, checkpoint.pt, results.json and, for MLO-MAE, masks.png:
 input, learned masking probability and chosen mask for a grid of validation images (and
@@ -41,14 +42,13 @@ PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 
 
 def mae_baseline(spec: RunSpec, pretrain: str = "pretrain") -> RunSpec:
-    """The MAE baseline of an MLO-MAE spec: the same run with its pretrain node alone and
-    random masks (no masker, head or upper levels; the published code's ``--baseline``)."""
+    """The MAE baseline of an MLO-MAE spec: the same run with the pretrain node replaced by
+    the reconstruct node alone (random masks; no masker, head or upper levels: the published
+    code's ``--baseline``). It keeps the node's name and optimizer, so it draws the very
+    batches MLO-MAE's pretraining draws."""
     node = spec.graph.nodes[pretrain]
     alone = dataclasses.replace(
-        node,
-        unroll_steps=1,
-        hypergradient=EstimatorSpec(),
-        options={**node.options, "masker": {"type": "random"}},
+        node, type="reconstruct", unroll_steps=1, hypergradient=EstimatorSpec(), options={}
     )
     return dataclasses.replace(
         spec,

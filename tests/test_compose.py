@@ -259,7 +259,7 @@ def test_declaration_mistakes_are_named() -> None:
         g.node("pretrain", "pretrian")
     with pytest.raises(GraphError, match="either a registered type or module \\+ loss"):
         g.node("x", "pretrain", module=nn.Linear(2, 2), loss=lambda b: b, data=[])
-    g.node("pretrain", "pretrain", masker={"type": "random"})
+    g.node("pretrain", "pretrain", masker={"type": "token_mlp"})
     with pytest.raises(GraphError, match="a node named 'pretrain' is already declared"):
         g.node("pretrain", "pretrain")
     with pytest.raises(ConfigError, match=r"graph.nodes.p2.unroll_steps: expected an integer"):

@@ -15,9 +15,10 @@ from test_mlomae import mlo_graph
 from metamask.compose import build_graph
 from metamask.config import load_spec
 from metamask.errors import GraphError
+from metamask.nodes.adapt import Adapt
 from metamask.nodes.head import Head
 from metamask.nodes.mask import Mask
-from metamask.nodes.metamae import Adapt, Reconstruct
+from metamask.nodes.reconstruct import Reconstruct
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]

@@ -108,7 +108,6 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return components
 
 
-@pytest.mark.xfail(strict=True, reason="the house issue removes the three cycles; this marker goes with them")
 def test_no_import_cycles() -> None:
     cycles = find_cycles(import_graph())
     described = "; ".join(" <-> ".join(c) for c in cycles)

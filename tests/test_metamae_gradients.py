@@ -17,7 +17,7 @@ from helpers import tiny_bundle, tiny_spec
 
 from metamask.compose import build_graph
 from metamask.models.transformer import twice_differentiable
-from metamask.nodes.metamae import Adapt, LatentTask
+from metamask.nodes.adapt import Adapt, LatentTask
 
 MODALITIES = ["signal1d", "image2d", "tokens"]
 

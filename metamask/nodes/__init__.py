@@ -8,7 +8,7 @@ Importing this package registers every built-in node type (the registry in
 - a node of your own: ``GraphBuilder.node(module=, loss=, data=)`` (:mod:`.custom`).
 """
 
-from metamask.nodes import custom, head, mask, metamae, pretrain
+from metamask.nodes import adapt, custom, head, mask, pretrain, reconstruct
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext, Wiring
 from metamask.nodes.differentiable import DifferentiableNode
@@ -24,11 +24,12 @@ __all__ = [
     "Node",
     "NodeBuilder",
     "Wiring",
+    "adapt",
     "custom",
     "get_node_type",
     "head",
     "mask",
-    "metamae",
     "pretrain",
+    "reconstruct",
     "register_node_type",
 ]

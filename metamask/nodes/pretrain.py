@@ -1,11 +1,12 @@
 """MLO-MAE's level 1, ``pretrain``: the MAE, with masks from a masker (docs/mlomae.md).
 
-With a learned masker the ``r L`` most probable tokens are masked and each masked token's loss
-is multiplied by its masking probability, the path by which gradient reaches the masker (a
-``mask`` node above owns and trains it). With the random masker and no node above it, it is
-the plain MAE, bit for bit the ``reconstruct`` node alone. A batch's masks are chosen once, at
-its first evaluation (the node's own step), and kept, so every re-evaluation of the loss
-(darts' finite differences) sees the same masks.
+The learned masker's ``r L`` most probable tokens are masked and each masked token's loss is
+multiplied by its masking probability, the path by which gradient reaches the masker (a
+``mask`` node above owns and trains it). A batch's masks are chosen once, at its first
+evaluation (the node's own step), and kept, so every re-evaluation of the loss (darts' finite
+differences) sees the same masks. The MAE baseline is not this node with random masks but the
+``reconstruct`` node alone, under the same node name so that it draws the same batches
+(``examples/mlomae_cifar.py``'s ``mae_baseline``): metamask has one MAE.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
 from metamask.config import NodeSpec
 from metamask.errors import GraphError
@@ -24,7 +24,7 @@ from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY, get_estimator
 from metamask.losses import probability_weighted_loss
 from metamask.models.mae import MaskedAutoencoder
 from metamask.models.maskers import LearnedMasker, MaskerSpec, build_masker
-from metamask.models.masking import Masks, RandomMasker
+from metamask.models.masking import Masks
 from metamask.models.transformer import twice_differentiable
 from metamask.nodes.context import BuildContext
 from metamask.nodes.differentiable import DifferentiableNode
@@ -35,7 +35,9 @@ from metamask.nodes.registry import register_node_type
 class PretrainOptions:
     """Options of a ``pretrain`` node."""
 
-    masker: MaskerSpec = field(default_factory=MaskerSpec)  # who picks the masked tokens
+    masker: MaskerSpec = field(
+        default_factory=MaskerSpec
+    )  # flat_mlp or token_mlp
 
 
 @dataclass
@@ -43,17 +45,17 @@ class MaskedBatch:
     """A pretraining batch and its masks, fixed for every evaluation of the batch's loss."""
 
     x: torch.Tensor  # (B, *input_shape)
-    masks: Masks | None  # None until a learned masker has scored the batch (first evaluation)
+    masks: Masks | None  # None until the masker has scored the batch (its first evaluation)
 
 
 class Pretrain(DifferentiableNode):
-    """MAE reconstruction with masks from ``masker``; loss x masking probability if learned."""
+    """MAE reconstruction with masks from a learned ``masker``; loss x masking probability."""
 
     def __init__(
         self,
         name: str,
         mae: MaskedAutoencoder,
-        masker: RandomMasker | LearnedMasker,
+        masker: LearnedMasker,
         optimizer: torch.optim.Optimizer | None,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None,
         loader: Any,
@@ -74,39 +76,24 @@ class Pretrain(DifferentiableNode):
         self.mae = mae
         self.masker = masker
 
-    @property
-    def learned(self) -> bool:
-        """True when the masker is a network (its probabilities weight the loss)."""
-        return isinstance(self.masker, LearnedMasker)
-
-    def learned_masker(self) -> LearnedMasker | None:
-        return self.masker if isinstance(self.masker, LearnedMasker) else None
+    def learned_masker(self) -> LearnedMasker:
+        """The masking network whose probabilities weight this node's loss."""
+        return self.masker
 
     def get_batch(self) -> MaskedBatch:
-        """Draw a batch; random masks are drawn with it, learned ones at its first evaluation."""
-        x = super().get_batch()[0]
-        if isinstance(self.masker, LearnedMasker):
-            return MaskedBatch(x, None)
-        shape_only = x.new_empty(x.shape[0], self.mae.tokenizer.num_tokens, 0)  # (B, L, 0)
-        return MaskedBatch(x, self.masker(shape_only))  # the random masker reads the shape only
+        """Draw a batch; its masks are chosen at its first evaluation."""
+        return MaskedBatch(super().get_batch()[0], None)
 
     def training_step(self, batch: MaskedBatch) -> dict[str, torch.Tensor]:
         with self._differentiable_twice():
             mae = self.mae
             tokens = mae.embed(batch.x)  # (B, L, D)
-            prob = None
-            if isinstance(self.masker, LearnedMasker):
-                prob = self.masker.probabilities(tokens)  # (B, L), the path to the masker
-                if batch.masks is None:  # the node's own step: the masks of this batch
-                    batch.masks = self.masker.masks_from(prob.detach())
+            prob = self.masker.probabilities(tokens)  # (B, L), the path to the masker
+            if batch.masks is None:  # the node's own step: the masks of this batch
+                batch.masks = self.masker.masks_from(prob.detach())
             masks = batch.masks
-            assert masks is not None
             latent, target = mae.encode(tokens, masks), mae.targets(batch.x)
-            if prob is None:  # exactly the MAE baseline's loss (Reconstruct without inner node)
-                rec = mae.reconstruction_loss(latent, masks, target, masks.mask)
-                return {"loss": rec, "reconstruction": rec}
-            terms = probability_weighted_loss(mae, latent, masks, target, prob)
-        return terms
+            return probability_weighted_loss(mae, latent, masks, target, prob)
 
     @contextmanager
     def _differentiable_twice(self) -> Iterator[None]:
@@ -115,8 +102,7 @@ class Pretrain(DifferentiableNode):
         with ExitStack() as stack:
             if get_estimator(self.estimator).name not in FIRST_DERIVATIVES_ONLY:
                 stack.enter_context(twice_differentiable(self.mae))
-                if isinstance(self.masker, nn.Module):
-                    stack.enter_context(twice_differentiable(self.masker))
+                stack.enter_context(twice_differentiable(self.masker))
             yield
 
 
@@ -128,18 +114,16 @@ def build_pretrain(ctx: BuildContext, name: str, spec: NodeSpec) -> Pretrain:
     masker = build_masker(
         options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
     )
-    uppers = ctx.uppers(name)
-    if isinstance(masker, LearnedMasker):
-        masker = masker.to(ctx.device)
-        if not uppers:
-            raise GraphError(
-                f"{where}.masker: a learned masker ({options.masker.type}) needs a mask node "
-                f"above '{name}' to train it (u2l: {{mask: [{name}]}}); use type: random for MAE"
-            )
-    elif uppers:
+    if not isinstance(masker, LearnedMasker):
         raise GraphError(
-            f"{where}.masker: the random masker has no parameters for {uppers} to learn; "
-            "use type: flat_mlp or token_mlp"
+            f"{where}.masker: pretrain learns where to mask (flat_mlp or token_mlp); with random "
+            "masks it would be MAE, which is the reconstruct node alone (type: reconstruct)"
+        )
+    masker = masker.to(ctx.device)
+    if not ctx.uppers(name):
+        raise GraphError(
+            f"{where}.masker: a learned masker ({options.masker.type}) needs a mask node above "
+            f"'{name}' to train it (u2l: {{mask: [{name}]}}); for MAE use a reconstruct node"
         )
     wiring = ctx.wire(name, spec, mae, ctx.bundle.pretrain_set)
     return Pretrain(name, mae, masker, **wiring.kwargs())

@@ -1,0 +1,184 @@
+"""MetaMAE's inner node, ``adapt``: one batch's task, its latent adapted on the support set.
+
+It draws the batch, masks it, encodes the visible tokens into the amortized latent z0 and
+adapts it on the support set (the visible tokens plus "nearby-S" masked neighbours) with a
+latent solver (:mod:`metamask.hypergrad.latent`), producing z1 as a differentiable function of
+the encoder and decoder. It owns no parameters; it publishes a typed :class:`LatentTask`,
+which the ``reconstruct`` node above reads through an explicit handle. With a learned masker
+(``masker: {type: token_mlp}``; ``metamae+mask``) the masker picks each batch's masks (its most
+probable tokens), and the task keeps the batch so that it can be solved again at other
+parameter values (darts' finite differences), masks and support fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from metamask.config import NodeSpec
+from metamask.errors import GraphError
+from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
+from metamask.losses import (
+    nearby_support,
+)
+from metamask.models.mae import MaskedAutoencoder
+from metamask.models.maskers import LearnedMasker, MaskerSpec, build_masker
+from metamask.models.masking import Masks
+from metamask.models.transformer import twice_differentiable
+from metamask.nodes.base import Node
+from metamask.nodes.context import BuildContext
+from metamask.nodes.registry import register_node_type
+
+Masker = Callable[[torch.Tensor], Masks]
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """Options of MetaMAE's inner node (YAML keys of an `adapt` node)."""
+
+    inner_lr: float = 0.1  # latent step size (the published training script uses 0.5 on PAMAP2)
+    inner_steps: int = 1  # gradient steps on the support loss
+    s_ratio: float = 0.1  # probability that a masked neighbour of a visible token joins the support
+    masker: MaskerSpec = field(  # random (MetaMAE) | token_mlp / flat_mlp (learned: metamae+mask)
+        default_factory=lambda: MaskerSpec(type="random")
+    )
+
+
+@dataclass
+class LatentTask:
+    """One batch's meta-learning task, as the inner node leaves it for the outer node."""
+
+    target: torch.Tensor  # (B, L, P) reconstruction targets or (B, L) token ids
+    masks: Masks  # which tokens the encoder saw
+    support: torch.Tensor  # (B, L) support weights: visible + nearby-S tokens
+    amortized: torch.Tensor  # z0: (B, 1 + K, D), the encoder's latent
+    adapted: torch.Tensor  # z1: (B, 1 + K, D), after the inner steps (in autograd's graph)
+    x: torch.Tensor | None = None  # the batch's inputs, kept when the task can be re-solved
+    probabilities: torch.Tensor | None = None  # (B, L) a learned masker's, in autograd's graph
+    fresh: bool = True  # not yet read by the outer node (later reads re-solve the task)
+
+
+class Adapt(Node):
+    """MetaMAE's inner loop: gradient-based adaptation of the encoder's latent on the support."""
+
+    hypergradient_in_graph = True
+
+    def __init__(
+        self,
+        name: str,
+        model: MaskedAutoencoder,
+        masker: Masker | LearnedMasker,
+        solver: LatentSolver,
+        options: AdaptOptions,
+        loader: Any,
+    ) -> None:
+        super().__init__(name, module=model, loader=loader, estimator=solver.name)
+        self.model = model
+        self.masker = masker
+        self.solver = solver
+        self.options = options
+        self._task: LatentTask | None = None
+
+    def trainable_parameters(self) -> list[torch.Tensor]:
+        return []  # the encoder and decoder belong to the outer node (the masker: a mask node)
+
+    @property
+    def learned(self) -> bool:
+        """True when a masking network picks the masks (``metamae+mask``)."""
+        return isinstance(self.masker, LearnedMasker)
+
+    @property
+    def task(self) -> LatentTask:
+        """The latest batch's task; the outer node's only way to see the batch."""
+        if self._task is None:
+            raise RuntimeError(f"node '{self.name}' has not stepped yet")
+        return self._task
+
+    def one_step_descent(self, batch: Any = None) -> dict[str, float]:
+        if batch is None:
+            self.cur_batch = self.get_batch()
+            batch = self.cur_batch
+        self._task, support_loss = self.solve(batch[0])
+        return self.record_metrics({"support": support_loss})
+
+    def solve(self, x: torch.Tensor, fixed: LatentTask | None = None) -> tuple[LatentTask, float]:
+        """Mask, encode and adapt one batch; returns the task and the support loss at z0.
+
+        With ``fixed`` (an earlier task of the same batch), its masks and support set are
+        kept: the task is solved again at the parameters the model holds now.
+        """
+        model = self.model
+        tokens = model.embed(x)  # (B, L, D)
+        prob = None
+        if isinstance(self.masker, LearnedMasker):
+            prob = self.masker.probabilities(tokens)  # (B, L), the path to the masker
+        if fixed is not None:
+            masks, support = fixed.masks, fixed.support
+        else:
+            if isinstance(self.masker, LearnedMasker):
+                assert prob is not None
+                masks = self.masker.masks_from(prob.detach())
+            else:
+                masks = self.masker(tokens)
+            support = nearby_support(masks.mask, model.grid, self.options.s_ratio)
+        amortized = model.encode(tokens, masks)  # (B, 1 + K, D)
+        if not amortized.requires_grad:  # constant parameters (darts' evaluations): the
+            amortized = amortized.detach().requires_grad_(True)  # solver still steps in z
+        target = model.targets(x)
+        batch_size = x.shape[0]
+        first_loss: list[float] = []
+
+        def support_loss(latent: torch.Tensor) -> torch.Tensor:
+            # pooled over every support token of the batch, x B: the step size acts per sample
+            if self.solver.second_order:
+                with twice_differentiable(model.decoder):
+                    loss = model.reconstruction_loss(latent, masks, target, support)
+            else:
+                loss = model.reconstruction_loss(latent, masks, target, support)
+            loss = loss * batch_size
+            if not first_loss:
+                first_loss.append(float(loss.detach()) / batch_size)
+            return loss
+
+        adapted = self.solver(support_loss, amortized)
+        kept = x if prob is not None else None  # a learned masker's task is re-solved later
+        task = LatentTask(target, masks, support, amortized, adapted, kept, prob)
+        return task, first_loss[0]
+
+    def resolve(self, task: LatentTask) -> LatentTask:
+        """``task`` solved again at the model's current parameters, masks and support fixed."""
+        if task.x is None:
+            raise RuntimeError(f"node '{self.name}': this task did not keep its batch")
+        again, _ = self.solve(task.x, fixed=task)
+        again.fresh = False
+        return again
+
+    def training_step(self, batch: Any) -> torch.Tensor:
+        raise RuntimeError("Adapt has no training step: it solves a latent problem per batch")
+
+
+@register_node_type("adapt", AdaptOptions, "MetaMAE inner loop: adapt the latent on the support")
+def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
+    options = ctx.options(AdaptOptions, spec, name)
+    if spec.optimizer is not None:
+        raise GraphError(
+            f"{ctx.source}: graph.nodes.{name}.optimizer: an adapt node owns no parameters "
+            "(the outer node updates the encoder and decoder)"
+        )
+    solver = get_latent_solver(
+        spec.hypergradient,
+        LatentSolverOptions(steps=options.inner_steps, lr=options.inner_lr),
+        ctx.source,
+        f"graph.nodes.{name}.hypergradient",
+    )
+    mae = ctx.mae()
+    masker = build_masker(
+        options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
+    )
+    if isinstance(masker, LearnedMasker):
+        masker = masker.to(ctx.device)
+    wiring = ctx.wire(name, spec, data=ctx.bundle.pretrain_set, edge_estimator=False)
+    return Adapt(name, mae, masker, solver, options, wiring.loader)
