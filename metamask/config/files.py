@@ -32,7 +32,10 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> RunSpec:
     validate it; errors name the file, base or ``--set`` that wrote the bad key."""
     path = Path(path)
     raw, origins = read_spec_file(path)
-    if raw.pop(FRAGMENT, False):
+    fragment = raw.pop(FRAGMENT, False)
+    if not isinstance(fragment, bool):
+        raise ConfigError(f"{path}: {FRAGMENT}: expected true or false, got {fragment!r}")
+    if fragment:
         raise ConfigError(
             f"{path}: {FRAGMENT}: this file is a fragment that specs include with "
             f"`{EXTENDS}:`, not a runnable spec; run a spec that extends it"
@@ -50,20 +53,25 @@ def read_spec_file(path: Path) -> tuple[dict[str, Any], KeyOrigins]:
     return _compose(path, str(path), ())
 
 
-def _compose(path: Path, label: str, chain: tuple[Path, ...]) -> tuple[dict[str, Any], KeyOrigins]:
+def _compose(
+    path: Path, label: str, chain: tuple[tuple[Path, str], ...]
+) -> tuple[dict[str, Any], KeyOrigins]:
     """``path``'s bases merged in order, then its own keys; ``chain``: the files extending it."""
     own = read_yaml(path)
     merged: dict[str, Any] = {}
     origins = KeyOrigins(label)
+    chain = (*chain, (path.resolve(), label))
     for base, base_label in _bases(own.pop(EXTENDS, None), path, label, chain):
-        part, part_origins = _compose(base, base_label, (*chain, path.resolve()))
+        part, part_origins = _compose(base, base_label, chain)
         part.pop(FRAGMENT, None)
         merge_into(merged, part, origins, part_origins)
     merge_into(merged, own, origins, label)
     return merged, origins
 
 
-def _bases(value: Any, path: Path, label: str, chain: tuple[Path, ...]) -> list[tuple[Path, str]]:
+def _bases(
+    value: Any, path: Path, label: str, chain: tuple[tuple[Path, str], ...]
+) -> list[tuple[Path, str]]:
     """The files named by an ``extends:`` value, checked: strings, present, no cycle."""
     if value is None:
         return []
@@ -78,10 +86,10 @@ def _bases(value: Any, path: Path, label: str, chain: tuple[Path, ...]) -> list[
         base_label = os.path.normpath(Path(label).parent / name)
         if not base.is_file():
             raise ConfigError(f"{label}: {EXTENDS}: base file {base_label} not found")
-        seen = (*chain, path.resolve())
+        seen = [resolved for resolved, _ in chain]
         if base.resolve() in seen:
-            loop = [str(p) for p in seen[seen.index(base.resolve()) :]] + [str(base.resolve())]
-            raise ConfigError(f"{label}: {EXTENDS}: {name} extends itself: {' -> '.join(loop)}")
+            loop = [text for _, text in chain[seen.index(base.resolve()) :]] + [base_label]
+            raise ConfigError(f"{label}: {EXTENDS}: a cycle: {' -> '.join(loop)}")
         bases.append((base, base_label))
     return bases
 
