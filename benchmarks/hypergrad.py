@@ -3,7 +3,7 @@
     python benchmarks/hypergrad.py --out benchmarks/results/hypergrad.json   # ~3 min, 2 threads
     python benchmarks/hypergrad.py --quick                                   # a smoke run
 
-Part 1, estimator x problem: the closed-form problems of ``metamask.hypergrad.problems``
+Part 1, estimator x problem: the closed-form problems of ``metamask.testing.closed_form``
 (float64): ridge regression with 100 features, the dense SPD quadratic (n = 100, condition
 100) and the same quadratic with a matrix-free diagonal + rank-4 Hessian (condition ~100) at
 n = 10^4, 10^5, 10^6. For the implicit-style estimators the lower node sits at its optimum and the
@@ -43,17 +43,17 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from metamask.hypergrad import get_estimator  # noqa: E402
-from metamask.hypergrad.problems import (  # noqa: E402
+from metamask.testing.closed_form import (  # noqa: E402
     DTYPE,
     LowRankQuadratic,
     Problem,
     Quadratic,
     Ridge,
-    bilevel_graph,
     exact_hypergradient,
     initial_lower,
     unrolled_hypergradient,
 )
+from metamask.testing.closed_form_graphs import bilevel_graph  # noqa: E402
 
 K = 10  # iterations / unrolled steps for every iterative estimator
 
@@ -213,9 +213,9 @@ LATENT_SOLVERS = {
 
 
 def build_metamae(solver: str, batch: int) -> Any:
+    from metamask.compose import build_graph
     from metamask.config import spec_from_dict
     from metamask.data import LoadOptions, load_dataset
-    from metamask.graph import build_graph
 
     torch.manual_seed(0)
     raw = {

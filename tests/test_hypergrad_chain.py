@@ -1,6 +1,6 @@
 """(c) A three-level chain: Betty's multi-level path composition, estimator by estimator.
 
-Levels (``metamask.hypergrad.problems.Chain``, float64): bottom ``a`` minimizes
+Levels (``metamask.testing.closed_form.Chain``, float64): bottom ``a`` minimizes
 ``a^T Ha a/2 - a^T (Ba c + da)``, middle ``b`` minimizes ``b^T Hb b/2 - b^T (Bb a + db)``, top
 ``c`` minimizes ``F = ea^T a + ||b - tb||^2/2 + rho ||c||^2/2``. Graph: u2l {top: [bottom]},
 l2u {bottom: [middle, top], middle: [top]}; the top's indirect gradient is the sum over
@@ -25,7 +25,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metamask.hypergrad.problems import DTYPE, Chain, chain_graph
+from metamask.testing.closed_form import DTYPE, Chain
+from metamask.testing.closed_form_graphs import chain_graph
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

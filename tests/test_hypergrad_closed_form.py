@@ -1,6 +1,6 @@
 """Every estimator against closed-form bilevel problems, through real nodes in a GraphEngine.
 
-Problems (``metamask.hypergrad.problems``, float64):
+Problems (``metamask.testing.closed_form``, float64):
 (a) ridge regression, the upper variable is the L2 weight lambda (n = 8 features);
 (b) a quadratic lower ``w^T H w / 2 - w^T (B theta + c)`` with a random SPD ``H`` (eigenvalues
     log-spaced in [1, 10]) and a linear upper loss ``a^T w`` (n = p = 8, B = I).
@@ -33,17 +33,17 @@ import pytest
 import torch
 
 from metamask.hypergrad import get_estimator
-from metamask.hypergrad.problems import (
+from metamask.testing.closed_form import (
     DTYPE,
     LowRankQuadratic,
     Quadratic,
     Ridge,
-    bilevel_graph,
     exact_hypergradient,
     initial_lower,
     sgd_unrolled_jacobian,
     unrolled_hypergradient,
 )
+from metamask.testing.closed_form_graphs import bilevel_graph
 
 PROBLEMS = {"ridge": Ridge.make, "quadratic": Quadratic.make}
 

@@ -21,7 +21,8 @@ from metamask.hypergrad import (
 )
 from metamask.hypergrad.autodiff import lower_gradient, mixed_vjp
 from metamask.hypergrad.betty_estimators import CGOptions
-from metamask.hypergrad.problems import Quadratic, bilevel_graph, exact_hypergradient
+from metamask.testing.closed_form import Quadratic, exact_hypergradient
+from metamask.testing.closed_form_graphs import bilevel_graph
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "hypergradients.md"
 

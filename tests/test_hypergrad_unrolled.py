@@ -19,7 +19,8 @@ import torch
 from metamask.errors import ConfigError
 from metamask.hypergrad import get_estimator, use_estimator
 from metamask.hypergrad.diffopt import differentiable_step, initial_state, write_back
-from metamask.hypergrad.problems import DTYPE, Quadratic, bilevel_graph, initial_lower
+from metamask.testing.closed_form import DTYPE, Quadratic, initial_lower
+from metamask.testing.closed_form_graphs import bilevel_graph
 
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.1),

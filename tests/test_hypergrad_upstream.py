@@ -24,16 +24,9 @@ from betty.hypergradient import sama as betty_sama
 
 from metamask.errors import ConfigError
 from metamask.hypergrad import estimator_names, get_estimator
-from metamask.hypergrad.problems import (
-    DTYPE,
-    LowerNode,
-    Quadratic,
-    Ridge,
-    Value,
-    bilevel_graph,
-    exact_hypergradient,
-)
 from metamask.nodes.base import Node
+from metamask.testing.closed_form import DTYPE, Quadratic, Ridge, exact_hypergradient
+from metamask.testing.closed_form_graphs import LowerNode, Value, bilevel_graph
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

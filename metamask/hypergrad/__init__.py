@@ -2,10 +2,15 @@
 
 Select an estimator per lower node by name: ``hypergradient: {type: cg, iterations: 10}`` in a
 spec, or :func:`use_estimator` from Python; register your own with :func:`register_estimator`.
-See docs/hypergradients.md for each estimator's equation, cost and measured accuracy.
+Importing this package registers every built-in estimator (its member modules register
+themselves; the registry imports none of them). Estimators see a node through
+:class:`HypergradNode` (and ``unrolled`` through :class:`TrajectoryNode`), never through the
+node classes. See docs/hypergradients.md for each estimator's equation, cost and accuracy.
 """
 
+from metamask.hypergrad import betty_estimators, implicit, unrolled  # noqa: F401  (registration)
 from metamask.hypergrad.latent import LATENT_SOLVERS, LatentSolverOptions, get_latent_solver
+from metamask.hypergrad.protocol import HypergradNode, TrajectoryNode
 from metamask.hypergrad.registry import (
     ESTIMATORS,
     Estimator,
@@ -21,7 +26,9 @@ __all__ = [
     "ESTIMATORS",
     "LATENT_SOLVERS",
     "Estimator",
+    "HypergradNode",
     "LatentSolverOptions",
+    "TrajectoryNode",
     "estimator_names",
     "estimator_options",
     "get_estimator",

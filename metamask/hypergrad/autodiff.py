@@ -17,25 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from metamask.nodes.base import Node
+from metamask.hypergrad.protocol import HypergradNode
 
 Tensors = list[torch.Tensor]
 
 
-class _TrainingStep(nn.Module):
+class TrainingStep(nn.Module):
     """``forward(batch) = node.training_step(batch)`` with ``node.module`` as a submodule.
 
     ``functional_call`` on this wrapper swaps the node module's parameters for the whole
     training step, whatever the step does with the module.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: HypergradNode) -> None:
         super().__init__()
         self.module = node.module
         self._node = (node,)  # a tuple: not registered as a submodule
@@ -53,7 +52,7 @@ def loss_of(output: Any) -> torch.Tensor:
     return output
 
 
-def trainable_names(node: Node) -> list[str]:
+def trainable_names(node: HypergradNode) -> list[str]:
     """Names, in ``node.module``, of ``node.trainable_parameters()``, in the same order.
 
     Raises:
@@ -71,7 +70,7 @@ def trainable_names(node: Node) -> list[str]:
     return names
 
 
-def node_loss(node: Node, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+def node_loss(node: HypergradNode, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """The node's training loss on its latest batch, optionally at other parameter values.
 
     Args:
@@ -83,7 +82,7 @@ def node_loss(node: Node, params: Sequence[torch.Tensor] | None = None) -> torch
         return loss_of(node.training_step_exec(node.cur_batch))
     names = trainable_names(node)
     replaced = {f"module.{name}": value for name, value in zip(names, params, strict=True)}
-    out = torch.func.functional_call(_TrainingStep(node), replaced, (node.cur_batch,))
+    out = torch.func.functional_call(TrainingStep(node), replaced, (node.cur_batch,))
     return loss_of(out)
 
 
@@ -118,7 +117,7 @@ def grad_or_zeros(
     return zeros_for_none(grads, inputs)
 
 
-def lower_gradient(lower: Node) -> tuple[torch.Tensor, Tensors]:
+def lower_gradient(lower: HypergradNode) -> tuple[torch.Tensor, Tensors]:
     """The lower's loss and ``dL/dw`` (graph kept for second-order products)."""
     params = lower.trainable_parameters()
     loss = node_loss(lower)
@@ -157,7 +156,7 @@ def norm(a: Sequence[torch.Tensor]) -> torch.Tensor:
     return dot(a, a).sqrt()
 
 
-def node_device(node: Node) -> torch.device:
+def node_device(node: HypergradNode) -> torch.device:
     """The device of the node's parameters (Betty's ``node.device`` is unset outside an engine)."""
     for param in node.module.parameters():
         return param.device

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -42,11 +41,8 @@ from metamask.hypergrad.autodiff import (
     node_loss,
     norm,
 )
+from metamask.hypergrad.protocol import HypergradNode
 from metamask.hypergrad.registry import register_estimator
-
-if TYPE_CHECKING:
-    from metamask.nodes.base import Node
-
 
 # ----------------------------------------------------------------------------------------------
 # finite differences: darts and sama
@@ -68,7 +64,7 @@ class SamaOptions:
 
 
 def central_difference(
-    direction: Sequence[torch.Tensor], radius: float, lower: Node, upper: Node
+    direction: Sequence[torch.Tensor], radius: float, lower: HypergradNode, upper: HypergradNode
 ) -> Tensors:
     """``-(d2L/dtheta dw) u`` by a central difference of ``dL/dtheta`` along ``u = direction``.
 
@@ -107,13 +103,16 @@ def central_difference(
     "Betty's darts: H^{-1} replaced by the identity; mixed partials by central difference",
 )
 def darts(
-    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: DartsOptions
+    vector: Sequence[torch.Tensor],
+    lower: HypergradNode,
+    upper: HypergradNode,
+    options: DartsOptions,
 ) -> Tensors:
     """``-(d2L/dtheta dw) v``: the implicit gradient with the inverse Hessian taken as ``I``."""
     return central_difference(vector, options.alpha, lower, upper)
 
 
-def adam_preconditioner(vector: Sequence[torch.Tensor], lower: Node) -> Tensors:
+def adam_preconditioner(vector: Sequence[torch.Tensor], lower: HypergradNode) -> Tensors:
     """SAMA's diagonal: ``lr * d(Adam update)/d(gradient)`` at the lower's last step, times v.
 
     With ``m = b1 m' + (1-b1) g`` and ``s = b2 s' + (1-b2) g^2`` (primes: before the step,
@@ -122,8 +121,9 @@ def adam_preconditioner(vector: Sequence[torch.Tensor], lower: Node) -> Tensors:
     ``g`` comes from ``lower.applied_grads`` (recorded by the node's optimizer step).
     """
     optimizer = lower.optimizer
+    assert optimizer is not None, f"node '{lower.name}' has no optimizer"
     params = lower.trainable_parameters()
-    applied = getattr(lower, "applied_grads", None)
+    applied = lower.applied_grads
     if applied is None:
         applied = [torch.zeros_like(p) for p in params]
     groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
@@ -146,7 +146,9 @@ def adam_preconditioner(vector: Sequence[torch.Tensor], lower: Node) -> Tensors:
     "Betty's SAMA: darts on v preconditioned by the lower's Adam step (identity for SGD)",
     reads_applied_grads=True,
 )
-def sama(vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: SamaOptions) -> Tensors:
+def sama(
+    vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: SamaOptions
+) -> Tensors:
     """darts along ``D v``, ``D`` the derivative of the lower's Adam update (SGD: ``D = I``)."""
     kind = type(lower.optimizer).__name__.lower()
     if "adam" in kind:
@@ -178,7 +180,10 @@ class NeumannOptions:
     "Betty's Neumann series: H^{-1} ~ alpha sum_k (I - alpha H)^k, K + 1 terms",
 )
 def neumann(
-    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: NeumannOptions
+    vector: Sequence[torch.Tensor],
+    lower: HypergradNode,
+    upper: HypergradNode,
+    options: NeumannOptions,
 ) -> Tensors:
     """``-(d2L/dtheta dw) x`` with ``x = alpha sum_{k=0..K} (I - alpha H)^k v``."""
     params = lower.trainable_parameters()
@@ -207,7 +212,9 @@ class CGOptions:
     CGOptions,
     "conjugate gradient on H x = v (Betty's cg with its two update bugs fixed)",
 )
-def cg(vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: CGOptions) -> Tensors:
+def cg(
+    vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: CGOptions
+) -> Tensors:
     """``-(d2L/dtheta dw) x`` with ``x`` from ``iterations`` CG steps on ``H x = v``."""
     params = lower.trainable_parameters()
     _, grad_w = lower_gradient(lower)

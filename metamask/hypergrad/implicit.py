@@ -18,16 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torchopt.linear_solve import solve_cg, solve_inv
 
 from metamask.hypergrad.autodiff import Tensors, hvp, lower_gradient, mixed_vjp
+from metamask.hypergrad.protocol import HypergradNode
 from metamask.hypergrad.registry import register_estimator
-
-if TYPE_CHECKING:
-    from metamask.nodes.base import Node
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,7 @@ class ImplicitNeumannOptions:
 
 
 def _solve_and_project(
-    solver: object, vector: Sequence[torch.Tensor], lower: Node, upper: Node
+    solver: object, vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode
 ) -> Tensors:
     """Solve ``H x = v`` with a TorchOpt solver; return ``-(d2L/dtheta dw) x``."""
     params = lower.trainable_parameters()
@@ -69,7 +66,10 @@ def _solve_and_project(
     "implicit function theorem, H x = v by TorchOpt's conjugate gradient",
 )
 def implicit_cg(
-    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: ImplicitCGOptions
+    vector: Sequence[torch.Tensor],
+    lower: HypergradNode,
+    upper: HypergradNode,
+    options: ImplicitCGOptions,
 ) -> Tensors:
     """``-(d2L/dtheta dw) (H + ridge I)^{-1} v`` with TorchOpt's CG."""
     solver = solve_cg(
@@ -87,7 +87,10 @@ def implicit_cg(
     "implicit function theorem, H^{-1} v by TorchOpt's Neumann series",
 )
 def implicit_neumann(
-    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: ImplicitNeumannOptions
+    vector: Sequence[torch.Tensor],
+    lower: HypergradNode,
+    upper: HypergradNode,
+    options: ImplicitNeumannOptions,
 ) -> Tensors:
     """``-(d2L/dtheta dw) alpha sum_{k=0..K} (I - alpha H)^k v`` with TorchOpt's series."""
     solver = solve_inv(ns=True, maxiter=options.iterations, alpha=options.alpha)

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from metamask.config import EstimatorSpec, parse_dataclass
 from metamask.errors import ConfigError, did_you_mean
-
-if TYPE_CHECKING:
-    from metamask.nodes.base import Node
+from metamask.hypergrad.protocol import HypergradNode
 
 
 class EstimatorFn(Protocol):
     def __call__(
-        self, vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: Any
+        self,
+        vector: Sequence[torch.Tensor],
+        lower: HypergradNode,
+        upper: HypergradNode,
+        options: Any,
     ) -> list[torch.Tensor]:
         """Indirect gradient w.r.t. ``upper.trainable_parameters()`` from ``v`` on ``lower``'s."""
         ...
@@ -38,11 +40,11 @@ class Estimator:
     fn: EstimatorFn
     options_type: type
     description: str = ""
-    #: the lower node must keep its unrolled trajectory (run its steps differentiably):
-    #: only :class:`metamask.nodes.differentiable.DifferentiableNode` can
+    #: the lower node must keep its unrolled trajectory (run its steps differentiably): a
+    #: :class:`~metamask.hypergrad.protocol.TrajectoryNode`, as metamask's DifferentiableNode
     needs_trajectory: bool = False
     #: the estimator reads the gradient the lower's last optimizer step applied
-    #: (``Node.applied_grads``), which the node then records
+    #: (``HypergradNode.applied_grads``), which the node then records
     reads_applied_grads: bool = False
 
     def default_options(self) -> Any:
@@ -121,7 +123,6 @@ def unregister_estimator(name: str) -> None:
 
 def get_estimator(name: str) -> Estimator:
     """The registered estimator ``name``; ConfigError naming the choices when unknown."""
-    _ensure_loaded()
     choices = list(ESTIMATORS)
     if name not in choices:
         raise ConfigError(
@@ -141,19 +142,17 @@ def estimator_options(spec: EstimatorSpec, source: str = "<spec>", where: str = 
 
 
 def reads_applied_grads(name: str) -> bool:
-    """Whether estimator ``name`` reads ``Node.applied_grads`` (False for unknown names)."""
-    _ensure_loaded()
+    """Whether estimator ``name`` reads ``node.applied_grads`` (False for unknown names)."""
     estimator = ESTIMATORS.get(name)
     return estimator is not None and estimator.reads_applied_grads
 
 
 def estimator_names() -> list[str]:
     """The registered estimator names, sorted."""
-    _ensure_loaded()
     return sorted(ESTIMATORS)
 
 
-def use_estimator(node: Node, name: str, **options: Any) -> None:
+def use_estimator(node: HypergradNode, name: str, **options: Any) -> None:
     """Select estimator ``name`` (with ``options``, validated) for gradients through ``node``.
 
     The Python twin of ``hypergradient: {type: name, **options}`` on the node's spec.
@@ -172,12 +171,7 @@ def use_estimator(node: Node, name: str, **options: Any) -> None:
 
 @register_estimator("first_order", description="ignore the lower level's dependence: zero")
 def first_order(
-    vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: Any
+    vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: Any
 ) -> list[torch.Tensor]:
     """Zero: the upper sees the lower's parameters as constants (no indirect gradient)."""
     return [torch.zeros_like(p) for p in upper.trainable_parameters()]
-
-
-def _ensure_loaded() -> None:
-    """Import the modules that register the built-in estimators (idempotent)."""
-    from metamask.hypergrad import betty_estimators, implicit, unrolled  # noqa: F401

@@ -2,7 +2,8 @@
 
 Within the lower's unroll window of K steps, ``w_K = Phi(w_0, theta)`` is the composition of
 its optimizer's updates (SGD/Adam/AdamW, :mod:`metamask.hypergrad.diffopt`), recorded by a
-:class:`~metamask.nodes.differentiable.DifferentiableNode`. The estimator returns
+node that keeps its trajectory (a :class:`~metamask.hypergrad.protocol.TrajectoryNode`, as
+:class:`~metamask.nodes.differentiable.DifferentiableNode` is). The estimator returns
 ``(d w_K / d theta)^T v`` by one reverse pass through that trajectory: exact for the unrolled
 objective ``F(w_K(theta))`` (with ``w_0`` held fixed), whatever the lower's curvature, and
 unbiased by how far the lower is from its optimum. Cost: the K steps keep their graphs
@@ -12,16 +13,14 @@ unbiased by how far the lower is from its optimum. Cost: the K steps keep their 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from metamask.errors import ConfigError
 from metamask.hypergrad.autodiff import Tensors, grad_or_zeros
+from metamask.hypergrad.protocol import HypergradNode, TrajectoryNode
 from metamask.hypergrad.registry import NoOptions, register_estimator
-
-if TYPE_CHECKING:
-    from metamask.nodes.base import Node
 
 
 @register_estimator(
@@ -30,17 +29,18 @@ if TYPE_CHECKING:
     "exact: reverse-mode through the lower's optimizer steps in its unroll window",
     needs_trajectory=True,
 )
-def unrolled(vector: Sequence[torch.Tensor], lower: Node, upper: Node, options: Any) -> Tensors:
+def unrolled(
+    vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: Any
+) -> Tensors:
     """``(d w_K / d theta)^T v`` through the lower's kept trajectory.
 
     Raises:
-        ConfigError: the lower node cannot unroll (not a ``DifferentiableNode``).
+        ConfigError: the lower node keeps no trajectory (not a :class:`TrajectoryNode`, as
+            ``metamask.nodes.differentiable.DifferentiableNode`` is).
         RuntimeError: a parameter the lower's loss read was changed in place before the
             upper consumed the trajectory (a node below it stepped within its window).
     """
-    from metamask.nodes.differentiable import DifferentiableNode
-
-    if not isinstance(lower, DifferentiableNode):
+    if not isinstance(lower, TrajectoryNode):
         raise ConfigError(
             f"node '{lower.name}': estimator 'unrolled' differentiates through the node's "
             f"optimizer steps, which {type(lower).__name__} does not record; derive it from "

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from metamask.errors import ConfigError, NonFiniteError
-from metamask.hypergrad.autodiff import _TrainingStep, loss_of, trainable_names
+from metamask.hypergrad.autodiff import TrainingStep, loss_of, trainable_names
 from metamask.hypergrad.diffopt import (
     DiffOptState,
     check_supported,
@@ -107,7 +107,7 @@ class DifferentiableNode(Node):
         assert self._opt_state is not None
         names = trainable_names(self)
         replaced = {f"module.{n}": w for n, w in zip(names, self._weights, strict=True)}
-        out = torch.func.functional_call(_TrainingStep(self), replaced, (batch,))
+        out = torch.func.functional_call(TrainingStep(self), replaced, (batch,))
         terms = out if isinstance(out, dict) else {"loss": out}
         metrics = self.record_metrics(terms)
         loss = loss_of(out)
