@@ -16,8 +16,8 @@ import pytest
 import torch
 from helpers import tiny_bundle, tiny_spec
 
+from metamask.compose import build_graph
 from metamask.errors import ConfigError
-from metamask.graph import build_graph
 from metamask.hypergrad.latent import ImplicitLatent, ImplicitLatentOptions, LatentSolverOptions
 
 B, T, D, ALPHA = 2, 3, 4, 0.5
