@@ -131,8 +131,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from metamask import distributed
     from metamask.config import load_spec
     from metamask.report import print_table, results_table
+    from metamask.resume import CHECKPOINT_NAME, resume_folder
     from metamask.run import run_spec
-    from metamask.train import CHECKPOINT_NAME
 
     overrides = list(args.overrides)
     if args.device:
@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             "--distributed: they would train the same run separately; add --distributed"
         )
     main_process = distributed.is_main()
-    out = args.out or _resume_folder(args.resume)
+    out = args.out or resume_folder(args.resume)
     out = out or Path("runs") / spec.name / time.strftime("%Y%m%d-%H%M%S")
     if args.resume is None and (out / CHECKPOINT_NAME).exists():
         raise OutputError(
@@ -179,19 +179,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _resume_folder(resume: Path | None) -> Path | None:
-    """The run folder a resumed run keeps writing into: DIR, or the checkpoint file's folder."""
-    if resume is None:
-        return None
-    return resume if resume.is_dir() else resume.parent
-
-
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from metamask.config import load_spec
-    from metamask.graph import validate_graph
     from metamask.models.mae import MaskedAutoencoder
     from metamask.report import edge_lines, graph_table
-    from metamask.run import pretrain_info
+    from metamask.spec_data import pretrain_info
+    from metamask.topology import validate_graph
 
     spec = load_spec(args.spec, args.overrides)
     validate_graph(spec.graph, str(args.spec))

@@ -92,7 +92,8 @@ def test_override_must_be_key_equals_value() -> None:
 
 
 def test_every_shipped_spec_is_valid() -> None:
-    from metamask.graph import get_node_type, validate_graph
+    from metamask.nodes.registry import get_node_type
+    from metamask.topology import validate_graph
 
     specs = sorted(Path("problems").glob("*.yaml"))
     assert specs

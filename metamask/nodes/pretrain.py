@@ -35,9 +35,7 @@ from metamask.nodes.registry import register_node_type
 class PretrainOptions:
     """Options of a ``pretrain`` node."""
 
-    masker: MaskerSpec = field(
-        default_factory=MaskerSpec
-    )  # flat_mlp or token_mlp
+    masker: MaskerSpec = field(default_factory=MaskerSpec)  # flat_mlp or token_mlp
 
 
 @dataclass
