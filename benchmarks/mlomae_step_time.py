@@ -28,7 +28,7 @@ from typing import Any
 from bench_common import peak_rss_mib, spawn, write_results
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    # a smoke test of this script (tests/test_benchmarks.py), not a measurement
+    # a smoke test of this script (tests/scripts/test_benchmarks.py), not a measurement
     "tiny": {
         "patch": [8, 8], "batch": 4,
         "encoder": {"width": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0, "dropout": 0.0},

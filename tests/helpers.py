@@ -70,3 +70,65 @@ def tiny_spec(graph: dict[str, Any] | None = None, **sections: Any) -> RunSpec:
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
     return spec_from_dict(raw)
+
+
+# -- MLO-MAE and metamae+mask graphs (tests/nodes/test_mlomae.py, test_compose_graphs.py, ...) --
+
+ADAMW = {"type": "adamw", "lr": 1e-3, "betas": [0.9, 0.95]}
+MLO_GRAPH: dict[str, Any] = {
+    "nodes": {
+        "pretrain": {
+            "type": "pretrain",
+            "unroll_steps": 2,
+            "masker": {"type": "flat_mlp", "hidden": 16},
+            "hypergradient": {"type": "darts"},
+            "optimizer": ADAMW,
+        },
+        "head": {
+            "type": "head",
+            "hypergradient": {"type": "darts"},
+            "optimizer": ADAMW,
+        },
+        "mask": {"type": "mask", "optimizer": ADAMW},
+    },
+    "u2l": {"mask": ["pretrain"]},
+    "l2u": {"pretrain": ["head", "mask"], "head": ["mask"]},
+}
+
+
+def mlo_spec(graph: dict[str, Any], **sections: Any) -> RunSpec:
+    """A tiny spec; batch 4 so that split B (5 of the 24 training examples) fills a batch."""
+    return tiny_spec(graph, data={"batch_size": 4}, **sections)
+
+
+def mlo_graph(**changes: Any) -> dict[str, Any]:
+    graph = copy.deepcopy(MLO_GRAPH)
+    for name, options in changes.items():
+        graph["nodes"][name].update(options)
+    return graph
+
+
+PLAIN_ADAMW = {"type": "adamw", "lr": 1e-3}
+METAMAE_MASK: dict[str, Any] = copy.deepcopy(METAMAE_GRAPH)
+METAMAE_MASK["nodes"]["adapt"]["masker"] = {
+    "type": "token_mlp",
+    "hidden": 8,
+    "ratio_bounds": [0.25, 0.75],
+}
+METAMAE_MASK["nodes"]["reconstruct"].update(unroll_steps=2, hypergradient={"type": "darts"})
+METAMAE_MASK["nodes"]["head"] = {
+    "type": "head",
+    "hypergradient": {"type": "darts"},
+    "optimizer": PLAIN_ADAMW,
+}
+METAMAE_MASK["nodes"]["mask"] = {"type": "mask", "optimizer": PLAIN_ADAMW}
+METAMAE_MASK["u2l"]["mask"] = ["reconstruct"]
+METAMAE_MASK["l2u"].update(reconstruct=["head", "mask"], head=["mask"])
+
+
+def metamae_mask_graph(**changes: dict[str, Any]) -> dict[str, Any]:
+    """The tiny metamae+mask graph with node keys changed."""
+    graph = copy.deepcopy(METAMAE_MASK)
+    for name, keys in changes.items():
+        graph["nodes"][name].update(keys)
+    return graph

@@ -271,7 +271,7 @@ def test_estimator_a_node_type_cannot_use_is_refused() -> None:
     # a mask node takes first derivatives only, and no node without DifferentiableNode unrolls
     g, _ = bilevel()
     g.build()
-    from test_compose_graphs import metamae_mask_graph
+    from helpers import metamae_mask_graph
 
     from metamask.compose import build_graph
 

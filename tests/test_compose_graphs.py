@@ -3,14 +3,17 @@ modality: they train, the masker learns, the outer loss re-solves exactly, the s
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from helpers import METAMAE_GRAPH, tiny_bundle, tiny_spec
-from test_mlomae import mlo_graph
+from helpers import (
+    METAMAE_MASK,
+    metamae_mask_graph,
+    mlo_graph,
+    tiny_bundle,
+    tiny_spec,
+)
 
 from metamask.compose import build_graph
 from metamask.config import load_spec
@@ -23,29 +26,6 @@ from metamask.nodes.reconstruct import Reconstruct
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 ADAMW = {"type": "adamw", "lr": 1e-3}
-METAMAE_MASK: dict[str, Any] = copy.deepcopy(METAMAE_GRAPH)
-METAMAE_MASK["nodes"]["adapt"]["masker"] = {
-    "type": "token_mlp",
-    "hidden": 8,
-    "ratio_bounds": [0.25, 0.75],
-}
-METAMAE_MASK["nodes"]["reconstruct"].update(unroll_steps=2, hypergradient={"type": "darts"})
-METAMAE_MASK["nodes"]["head"] = {
-    "type": "head",
-    "hypergradient": {"type": "darts"},
-    "optimizer": ADAMW,
-}
-METAMAE_MASK["nodes"]["mask"] = {"type": "mask", "optimizer": ADAMW}
-METAMAE_MASK["u2l"]["mask"] = ["reconstruct"]
-METAMAE_MASK["l2u"].update(reconstruct=["head", "mask"], head=["mask"])
-
-
-def metamae_mask_graph(**changes: dict[str, Any]) -> dict[str, Any]:
-    """The tiny metamae+mask graph with node keys changed."""
-    graph = copy.deepcopy(METAMAE_MASK)
-    for name, keys in changes.items():
-        graph["nodes"][name].update(keys)
-    return graph
 
 
 @pytest.mark.parametrize("modality", ["signal1d", "image2d", "tokens"])

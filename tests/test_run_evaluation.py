@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import MAE_GRAPH, tiny_bundle, tiny_spec
-from test_mlomae import mlo_graph, mlo_spec
+from helpers import MAE_GRAPH, mlo_graph, mlo_spec, tiny_bundle, tiny_spec
 
 from metamask.compose import build_graph
 from metamask.config import FinetuneSpec

@@ -24,7 +24,7 @@ from metamask.hypergrad.betty_estimators import CGOptions
 from metamask.testing.closed_form import Quadratic, exact_hypergradient
 from metamask.testing.closed_form_graphs import bilevel_graph
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "hypergradients.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "hypergradients.md"
 
 
 def test_builtin_estimators_are_registered() -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import tiny_bundle, tiny_spec
+from helpers import ADAMW, MLO_GRAPH, mlo_graph, mlo_spec, tiny_bundle
 
 from metamask.compose import build_graph
-from metamask.config import RunSpec, load_spec
+from metamask.config import load_spec
 from metamask.data.base import LoadOptions
 from metamask.data.labelled_splits import split_labelled
 from metamask.data.registry import load_dataset
@@ -23,44 +23,12 @@ from metamask.nodes.head import Head
 from metamask.nodes.mask import Mask
 from metamask.nodes.pretrain import Pretrain
 
-ADAMW = {"type": "adamw", "lr": 1e-3, "betas": [0.9, 0.95]}
-MLO_GRAPH: dict[str, Any] = {
-    "nodes": {
-        "pretrain": {
-            "type": "pretrain",
-            "unroll_steps": 2,
-            "masker": {"type": "flat_mlp", "hidden": 16},
-            "hypergradient": {"type": "darts"},
-            "optimizer": ADAMW,
-        },
-        "head": {
-            "type": "head",
-            "hypergradient": {"type": "darts"},
-            "optimizer": ADAMW,
-        },
-        "mask": {"type": "mask", "optimizer": ADAMW},
-    },
-    "u2l": {"mask": ["pretrain"]},
-    "l2u": {"pretrain": ["head", "mask"], "head": ["mask"]},
-}
 PUBLISHED_U2L = {"mask": ["pretrain"]}
 PUBLISHED_L2U = {"pretrain": ["head", "mask"], "head": ["mask"]}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
-
-
-def mlo_spec(graph: dict[str, Any], **sections: Any) -> RunSpec:
-    """A tiny spec; batch 4 so that split B (5 of the 24 training examples) fills a batch."""
-    return tiny_spec(graph, data={"batch_size": 4}, **sections)
-
-
-def mlo_graph(**changes: Any) -> dict[str, Any]:
-    graph = copy.deepcopy(MLO_GRAPH)
-    for name, options in changes.items():
-        graph["nodes"][name].update(options)
-    return graph
 
 
 def names(nodes: Any) -> list[str]:

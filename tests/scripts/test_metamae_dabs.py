@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = [
     "--steps", "3", "--quiet",
     "--set", "model.backbone=tiny", "--set", "train.threads=1",

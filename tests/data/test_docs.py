@@ -13,7 +13,7 @@ from metamask.data import all_datasets
 from metamask.data.registry import DATASETS
 from metamask.data.user_arrays import ArraySource
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
 
 
 def _blocks(language: str) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from metamask.config import load_spec, spec_to_dict
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "resolved_specs.json").read_text())
 SPECS = sorted(p.name for p in (ROOT / "problems").glob("*.yaml"))
 

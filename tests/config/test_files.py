@@ -14,7 +14,7 @@ import yaml
 from metamask.config import load_spec, parse_dataclass, spec_to_dict
 from metamask.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = """
 seed: 3

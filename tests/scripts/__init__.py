@@ -1,0 +1,1 @@
+"""Tests of the example and benchmark scripts."""
