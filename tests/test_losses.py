@@ -1,4 +1,5 @@
-"""MetaMAE's support set (nearby-S) and task-contrastive loss, against hand computations."""
+"""The methods' loss math (metamask.losses): MetaMAE's support set (nearby-S) and task-contrastive
+loss, MLO-MAE's probability-weighted reconstruction, classification terms, against hand computations."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import math
 import pytest
 import torch
 
-from metamask.losses import nearby_support, task_contrastive_loss, visible_neighbours
+from metamask.losses import (
+    classification_terms,
+    nearby_support,
+    probability_weighted_loss,
+    task_contrastive_loss,
+    visible_neighbours,
+)
 
 
 def test_1d_neighbours_are_left_and_right_without_wraparound() -> None:
@@ -55,3 +62,41 @@ def test_contrastive_loss_is_low_for_aligned_views() -> None:
     assert task_contrastive_loss(a, a + 1e-3 * torch.randn(16, 8)) < task_contrastive_loss(
         a, torch.randn(16, 8)
     )
+
+
+def test_classification_terms_are_cross_entropy_and_accuracy() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    terms = classification_terms(logits, torch.tensor([0, 0]))
+    by_hand = (-math.log(math.e**2 / (math.e**2 + 1)) - math.log(1 / (1 + math.e))) / 2
+    assert terms["loss"].item() == pytest.approx(by_hand, rel=1e-6)
+    assert terms["accuracy"].item() == 0.5
+
+
+@pytest.mark.parametrize("modality", ["signal1d", "tokens"])
+def test_probability_weighted_loss_weights_each_masked_token_by_its_probability(
+    modality: str,
+) -> None:
+    """At p = 1 it is the plain reconstruction loss over the masked tokens; d loss / d p_i is
+    token i's own loss over the number masked, and zero where nothing is masked."""
+    from helpers import MAE_GRAPH, tiny_bundle, tiny_spec
+
+    from metamask.models.mae import MaskedAutoencoder
+    from metamask.models.masking import RandomMasker
+
+    bundle = tiny_bundle(modality)
+    mae = MaskedAutoencoder(bundle.info, tiny_spec(MAE_GRAPH).model).eval()
+    x = torch.stack([bundle.train[i][0] for i in range(4)])
+    tokens = mae.embed(x)
+    masks = RandomMasker(0.5)(tokens)
+    latent, target = mae.encode(tokens, masks), mae.targets(x)
+    prob = torch.ones(masks.mask.shape, requires_grad=True)
+    terms = probability_weighted_loss(mae, latent, masks, target, prob)
+    plain = mae.reconstruction_loss(latent, masks, target, masks.mask)
+    assert terms["loss"].item() == pytest.approx(plain.item(), rel=1e-6)
+    assert terms["reconstruction"].item() == pytest.approx(plain.item(), rel=1e-6)
+    assert terms["masked_prob"].item() == 1.0
+    (grad,) = torch.autograd.grad(terms["loss"], prob)
+    select = masks.mask > 0
+    own = mae.token_losses(mae.decode(latent, masks, select), target[select])
+    assert torch.allclose(grad[select], own / select.sum(), rtol=1e-5, atol=1e-7)
+    assert torch.all(grad[~select] == 0)
