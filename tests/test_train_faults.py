@@ -234,7 +234,7 @@ def test_a_non_finite_gradient_under_a_finite_loss_stops_or_is_skipped() -> None
 def _bad_spec_file(tmp_path: Path, kind: str) -> list[str]:
     if kind == "malformed yaml":
         path = tmp_path / "bad.yaml"
-        path.write_text(Path(METAMAE).read_text().replace("  batch_size: 16", "  batch_size: [16"))
+        path.write_text("name: bad\ndata:\n  dataset: basicmotions\n  batch_size: [16\n")
         return [str(path)]
     arrays = {
         "missing data file": None,
