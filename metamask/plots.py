@@ -163,6 +163,12 @@ class MaskPictures:
         self.out_dir = out_dir
         self.every = every
 
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Nothing to prepare."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Nothing to close (the run draws the final ``masks.png`` itself)."""
+
     def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
         graph = trainer.graph
         done = graph.engine.global_step

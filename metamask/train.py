@@ -18,17 +18,16 @@ survives what happens to long runs:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import statistics
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Protocol
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -41,9 +40,10 @@ from rich.progress import (
 )
 
 from metamask import distributed
+from metamask.callbacks import Callback, MetricsLog
 from metamask.checkpoint import save_checkpoint
 from metamask.config import RunSpec, spec_to_dict
-from metamask.errors import Interrupted, NonFiniteError, OutputError
+from metamask.errors import Interrupted, NonFiniteError
 from metamask.graph import Graph
 from metamask.nodes.base import Node
 from metamask.resume import (
@@ -80,21 +80,15 @@ class TrainSummary:
         }
 
 
-class Callback(Protocol):
-    """Something the trainer calls after every engine step (pictures, extra logs, probes).
-
-    ``trainer.step`` is the number of engine iterations done, ``trainer.graph`` the graph,
-    ``trainer.out_dir`` the run folder (None without one); ``stepped`` are the nodes that took
-    a step in this iteration. A callback must not draw from the global random generators:
-    that would change the run's random stream, and a resumed run would differ.
-    """
-
-    def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None: ...
-
-
 class Trainer:
-    """Drives a :class:`~metamask.graph.Graph` for ``spec.train.steps`` engine iterations,
-    calling each of ``callbacks`` after every step."""
+    """Drives a :class:`~metamask.graph.Graph` for ``spec.train.steps`` engine iterations.
+
+    After every step it calls its callbacks (:class:`metamask.callbacks.Callback`): first
+    :class:`~metamask.callbacks.MetricsLog` (``metrics.jsonl``, when the run has a folder), then
+    ``callbacks`` in order. ``latest`` holds every node's last metrics, for them to read.
+    Checkpoints stay the trainer's own: they wait for a step where every unroll window is
+    closed, and signals stop the run at such a step.
+    """
 
     def __init__(
         self,
@@ -106,7 +100,6 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.graph = graph
-        self.callbacks = list(callbacks)
         self.spec = spec
         self.out_dir = out_dir
         self.console = console or Console(stderr=True)
@@ -117,7 +110,14 @@ class Trainer:
         self.last_checkpoint: int | None = None  # engine step of the newest checkpoint on disk
         self.resumed_from: int | None = None
         self.checkpoint_seconds = 0.0
+        #: every node's metrics at its last step (``local_step`` included)
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.started = 0.0  # perf_counter at the start of run()
         self._signal: int | None = None
+        self.callbacks: list[Callback] = []
+        if self.writes and out_dir is not None:
+            self.callbacks.append(MetricsLog(out_dir / METRICS_NAME, spec.train.log_every))
+        self.callbacks.extend(callbacks)
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -126,13 +126,12 @@ class Trainer:
     def run(self) -> TrainSummary:
         """Train to ``spec.train.steps``; returns timing and the last metrics of every node."""
         total, every = self.spec.train.steps, self.spec.train.log_every
-        latest: dict[str, dict[str, Any]] = {}
-        pending: set[str] = set()
+        latest = self.latest
         durations: list[float] = []
         checkpoint_due = False
         self.graph.train()
-        start = time.perf_counter()
-        with self._signals(), self._metrics_file() as metrics_file, self._progress() as bar:
+        start = self.started = time.perf_counter()
+        with self._signals(), self._callbacks(), self._progress() as bar:
             task = bar.add_task("pretraining", total=total, completed=self.step, losses="", rate="")
             while self.step < total:
                 tick = time.perf_counter()
@@ -141,12 +140,9 @@ class Trainer:
                 self.step += 1
                 for node in stepped:
                     latest[node.name] = {"local_step": node.local_step, **node.last_metrics}
-                    pending.add(node.name)
                 for callback in self.callbacks:
                     callback.on_step_end(self, stepped)
                 if self.step % every == 0 or self.step == total:
-                    self._log(metrics_file, latest, pending, time.perf_counter() - start)
-                    pending.clear()
                     bar.update(task, losses=_describe(latest))
                 rate = len(durations) / (time.perf_counter() - start)
                 bar.update(task, completed=self.step, rate=f"{rate:.2f} it/s")
@@ -278,37 +274,18 @@ class Trainer:
     # -- logging ---------------------------------------------------------------------------------
 
     @contextmanager
-    def _metrics_file(self) -> Iterator[IO[bytes] | None]:
-        """``metrics.jsonl`` opened for appending, unbuffered: each batch of rows is one write."""
-        if not self.writes or self.out_dir is None:
-            yield None
-            return
-        path = self.out_dir / METRICS_NAME
+    def _callbacks(self) -> Iterator[None]:
+        """``on_train_start`` before the first step; ``on_train_end`` after the last, and also
+        when training stops on an error or a signal (files are closed either way)."""
+        started: list[Callback] = []
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "ab", buffering=0)  # noqa: SIM115 (closed by the `with` below)
-        except OSError as exc:
-            raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
-        with handle:
-            yield handle
-
-    def _log(
-        self,
-        handle: IO[bytes] | None,
-        latest: dict[str, dict[str, Any]],
-        pending: set[str],
-        elapsed: float,
-    ) -> None:
-        if handle is None:
-            return
-        rows = []
-        for name in sorted(pending):
-            row = {"step": self.step, "node": name, **latest[name], "time": round(elapsed, 3)}
-            lr = _learning_rate(self.graph, name)
-            if lr is not None:
-                row["lr"] = lr
-            rows.append(json.dumps(row) + "\n")
-        append_whole(handle, "".join(rows).encode())
+            for callback in self.callbacks:
+                callback.on_train_start(self)
+                started.append(callback)
+            yield
+        finally:
+            for callback in reversed(started):
+                callback.on_train_end(self)
 
     def _progress(self) -> Progress:
         return Progress(
@@ -323,26 +300,6 @@ class Trainer:
             disable=not self.show_progress,
             transient=False,
         )
-
-
-def append_whole(handle: IO[bytes], data: bytes) -> None:
-    """Append ``data`` to an unbuffered file, or nothing of it: on a write error (full disk,
-    file size limit) the file is cut back to its previous length and OutputError raised."""
-    fd = handle.fileno()
-    size = os.fstat(fd).st_size
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError as exc:
-        with suppress(OSError):
-            os.ftruncate(fd, size)
-        raise OutputError(f"{handle.name}: could not write ({exc.strerror or exc})") from None
-
-
-def _learning_rate(graph: Graph, name: str) -> float | None:
-    optimizer = graph.nodes[name].optimizer
-    return None if optimizer is None else float(optimizer.param_groups[0]["lr"])
 
 
 def _describe(latest: dict[str, dict[str, Any]]) -> str:

@@ -1,0 +1,104 @@
+"""Trainer callbacks: the protocol, and the metrics log every run with a folder writes.
+
+A callback sees the trainer at three moments: ``on_train_start`` (before the first step of
+this call of :meth:`~metamask.train.Trainer.run`), ``on_step_end`` (after every engine step,
+with the nodes that stepped) and ``on_train_end`` (after the last step, and also when
+training stops on an error or a signal). Pictures every N steps
+(:class:`metamask.plots.MaskPictures`), extra logs or periodic probes are callbacks; so is
+``metrics.jsonl`` (:class:`MetricsLog`). A callback must not draw from the global random
+generators: that would change the run's random stream, and a resumed run would differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Protocol
+
+from metamask.errors import OutputError
+
+if TYPE_CHECKING:
+    from metamask.graph import Graph
+    from metamask.nodes.base import Node
+    from metamask.train import Trainer
+
+
+class Callback(Protocol):
+    """Something the trainer calls around and after every engine step.
+
+    ``trainer.step`` is the number of engine iterations done, ``trainer.graph`` the graph,
+    ``trainer.latest`` every node's last metrics, ``trainer.out_dir`` the run folder (None
+    without one); ``stepped`` are the nodes that took a step in this iteration.
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per node per logged step (every ``every`` engine
+    steps and at the last), with each loss term, the gradient norm, the learning rate and the
+    seconds since training started. Appended unbuffered, each step's rows in one write, so a
+    killed run leaves whole lines (a resumed run first drops the rows past its checkpoint)."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path = path
+        self.every = every
+        self._handle: IO[bytes] | None = None
+        self._pending: set[str] = set()
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115 (on_train_end)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: could not write ({exc.strerror or exc})") from None
+
+    def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
+        self._pending.update(node.name for node in stepped)
+        if trainer.step % self.every and trainer.step != trainer.spec.train.steps:
+            return
+        assert self._handle is not None, "MetricsLog.on_train_start was not called"
+        elapsed = round(time.perf_counter() - trainer.started, 3)
+        rows = []
+        for name in sorted(self._pending):
+            row = {"step": trainer.step, "node": name, **trainer.latest[name], "time": elapsed}
+            lr = learning_rate(trainer.graph, name)
+            if lr is not None:
+                row["lr"] = lr
+            rows.append(json.dumps(row) + "\n")
+        append_whole(self._handle, "".join(rows).encode())
+        self._pending.clear()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def append_whole(handle: IO[bytes], data: bytes) -> None:
+    """Append ``data`` to an unbuffered file, or nothing of it: on a write error (full disk,
+    file size limit) the file is cut back to its previous length and OutputError raised."""
+    fd = handle.fileno()
+    size = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        with suppress(OSError):
+            os.ftruncate(fd, size)
+        raise OutputError(f"{handle.name}: could not write ({exc.strerror or exc})") from None
+
+
+def learning_rate(graph: Graph, name: str) -> float | None:
+    """Node ``name``'s current learning rate (its first parameter group), if it has one."""
+    optimizer = graph.nodes[name].optimizer
+    return None if optimizer is None else float(optimizer.param_groups[0]["lr"])
