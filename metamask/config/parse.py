@@ -1,7 +1,8 @@
 """Strict parsing: a raw spec mapping -> typed dataclasses, and typed specs back to plain data.
 
-Every key is checked: an unknown key or a value of the wrong type raises :class:`ConfigError`
-in one line naming the file and the dotted key. For a spec merged from several files (``extends:``)
+Every key is checked: an unknown key, a value of the wrong type or outside its declared range
+(:mod:`metamask.ranges`) raises :class:`ConfigError` in one line naming the file and the dotted
+key. For a spec merged from several files (``extends:``)
 the file named is the one that wrote the key (:mod:`metamask.config.origins`). Node-type and
 estimator options are validated later by their owners, with the same :func:`parse_dataclass`.
 """
@@ -13,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 
@@ -27,6 +28,7 @@ from metamask.config.schema import (
     RunSpec,
 )
 from metamask.errors import ConfigError, did_you_mean
+from metamask.ranges import range_of
 
 T = TypeVar("T")
 
@@ -104,7 +106,9 @@ def parse_dataclass(cls: type[T], data: Any, source: str = "<spec>", where: str 
 
     Args:
         cls: a (frozen) dataclass type; fields may be nested dataclasses, ``X | None``,
-            ``Literal[...]``, ``tuple[...]``, ``list[X]``, ``Mapping[str, X]`` or scalars.
+            ``Literal[...]``, ``tuple[...]``, ``list[X]``, ``Mapping[str, X]`` or scalars;
+            a scalar may carry a range (``Annotated[int, Range(1)]``, :mod:`metamask.ranges`),
+            checked here.
         data: the mapping read from YAML.
         source: the spec's file name used in error messages; for a spec loaded from files,
             errors name the (base) file that wrote the bad key instead.
@@ -115,7 +119,7 @@ def parse_dataclass(cls: type[T], data: Any, source: str = "<spec>", where: str 
     """
     if not isinstance(data, Mapping):
         raise _error(source, where, f"expected a mapping, got {_kind(data)}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # keep the declared ranges
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
@@ -138,6 +142,13 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if origin is Annotated:  # a declared range (metamask.ranges): the value's type, then bounds
+        converted = _convert(args[0], value, source, where)
+        bounds = range_of(tp.__metadata__)
+        if bounds is not None and not bounds.contains(converted):
+            kind = "an integer" if args[0] is int else "a number"
+            raise _error(source, where, f"expected {kind} {bounds.describe()}, got {value!r}")
+        return converted
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None

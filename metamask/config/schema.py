@@ -2,6 +2,8 @@
 
 Each field's comment says what it means; :mod:`metamask.config.parse` fills them strictly from
 the mapping that :mod:`metamask.config.files` reads (``extends:`` merged, ``--set`` applied).
+A numeric field's type names its valid range (``Count``: >= 1, ``Ratio``: in (0, 1), ...; see
+:mod:`metamask.ranges`), which the parser checks where the spec is read.
 """
 
 from __future__ import annotations
@@ -11,33 +13,34 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from metamask.data.user_arrays import ArraySource
+from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive, Rate, Ratio, Seed
 
 
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str  # registered dataset name; `metamask datasets` lists them
-    batch_size: int = 32  # pretraining batch size (per process)
+    batch_size: Count = 32  # pretraining batch size (per process)
     data_root: str | None = None  # folder holding real DABS data; embedded datasets ignore it
-    val_fraction: float = 0.2  # share of the training split held out for model selection
+    val_fraction: Ratio = 0.2  # share of the training split held out for model selection
     drop_last: bool = True  # drop the last incomplete pretraining batch
     arrays: ArraySource | None = None  # your own .npz/.csv data, named `dataset` (docs/datasets.md)
 
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    width: int = 256  # token width D
-    depth: int = 12  # number of Transformer blocks
-    heads: int = 8  # attention heads
-    mlp_ratio: float = 2.0  # MLP hidden width / D
-    dropout: float = 0.1  # dropout on input tokens and inside blocks (attention proj, MLP)
+    width: Count = 256  # token width D
+    depth: Count = 12  # number of Transformer blocks
+    heads: Count = 8  # attention heads
+    mlp_ratio: Positive = 2.0  # MLP hidden width / D
+    dropout: Rate = 0.1  # dropout on input tokens and inside blocks (attention proj, MLP)
 
 
 @dataclass(frozen=True)
 class DecoderSpec:
-    width: int = 128  # decoder width D_dec
-    depth: int = 4  # decoder blocks (MetaMAE: a deep decoder matters outside vision)
-    heads: int = 4  # attention heads
-    mlp_ratio: float = 2.0  # MLP hidden width / D_dec
+    width: Count = 128  # decoder width D_dec
+    depth: Count = 4  # decoder blocks (MetaMAE: a deep decoder matters outside vision)
+    heads: Count = 4  # attention heads
+    mlp_ratio: Positive = 2.0  # MLP hidden width / D_dec
 
 
 # Backbone presets: `model.backbone` picks one; `model.encoder` / `model.decoder` keys override it.
@@ -65,20 +68,20 @@ class ModelSpec:
     backbone: str = "small"  # preset in BACKBONES; encoder/decoder keys override its values
     encoder: EncoderSpec = field(default_factory=EncoderSpec)  # filled from the preset
     decoder: DecoderSpec = field(default_factory=DecoderSpec)  # filled from the preset
-    mask_ratio: float = 0.75  # share of tokens masked (per sample, round-down of kept tokens)
+    mask_ratio: Ratio = 0.75  # share of tokens masked (per sample, round-down of kept tokens)
     norm_pix: bool = False  # per-token normalised reconstruction targets (continuous inputs)
-    patch: list[int] | None = None  # overrides the dataset's patch, e.g. [2, 2] (MLO-MAE)
+    patch: list[Count] | None = None  # overrides the dataset's patch, e.g. [2, 2] (MLO-MAE)
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
     type: Literal["adamw", "adam", "sgd"] = "adamw"  # torch.optim class
-    lr: float = 1e-4  # peak learning rate
-    weight_decay: float = 1e-4  # decoupled (adamw) or L2 (adam, sgd) weight decay
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam betas
-    momentum: float = 0.0  # SGD momentum
+    lr: Positive = 1e-4  # peak learning rate
+    weight_decay: NonNegative = 1e-4  # decoupled (adamw) or L2 (adam, sgd) weight decay
+    betas: tuple[Rate, Rate] = (0.9, 0.999)  # Adam betas
+    momentum: Rate = 0.0  # SGD momentum
     schedule: Literal["constant", "cosine"] = "constant"  # learning-rate schedule over the run
-    warmup_steps: int = 0  # linear warm-up steps (node-local steps)
+    warmup_steps: NonNegativeInt = 0  # linear warm-up steps (node-local steps)
     no_decay_bias_norm: bool = False  # exempt biases and norm weights from weight decay
 
 
@@ -95,7 +98,7 @@ class NodeSpec:
     """One Betty problem. Keys other than the common ones are the node type's own options."""
 
     type: str  # registered node type (adapt, reconstruct, ...)
-    unroll_steps: int = 1  # local steps before the upper nodes step (Betty unroll)
+    unroll_steps: Count = 1  # local steps before the upper nodes step (Betty unroll)
     optimizer: OptimizerSpec | None = None  # None: the node has no persistent parameters
     hypergradient: EstimatorSpec = field(default_factory=EstimatorSpec)  # toward its uppers
     options: Mapping[str, Any] = field(default_factory=dict)  # node-type options (flat in YAML)
@@ -110,20 +113,23 @@ class GraphSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    steps: int = 1000  # engine iterations (one step of every leaf node each)
-    log_every: int = 10  # write metrics.jsonl every N engine iterations
-    checkpoint_every: int = 0  # 0: checkpoint only at the end
+    steps: Count = 1000  # engine iterations (one step of every leaf node each)
+    log_every: Count = 10  # write metrics.jsonl every N engine iterations
+    checkpoint_every: NonNegativeInt = 0  # 0: checkpoint only at the end
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: NonNegativeInt = 0  # torch CPU threads; 0 keeps torch's default
     on_nonfinite: Literal["stop", "skip"] = "stop"  # NaN/inf loss or gradient: stop, or skip it
+    # forward passes under autocast (bf16, fp16 + loss scaling); weights, optimizer state and
+    # hypergradients stay fp32 (metamask.precision, docs/performance.md)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    epochs: int = 100  # linear-probe epochs (SPEC §2)
-    lr: float = 1e-4  # Adam learning rate
-    weight_decay: float = 1e-4  # Adam weight decay
-    batch_size: int = 64  # probe batch size
+    epochs: Count = 100  # linear-probe epochs (SPEC §2)
+    lr: Positive = 1e-4  # Adam learning rate
+    weight_decay: NonNegative = 1e-4  # Adam weight decay
+    batch_size: Count = 64  # probe batch size
     # z-score every feature with the training split's mean and std before the head (as MAE's
     # BatchNorm without affine): the best linear classifier is the same, but Adam reaches it
     # in the budget even when a method's features vary little between samples
@@ -132,11 +138,11 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    epochs: int = 20  # full fine-tuning epochs (encoder + head); published MLO-MAE: 100
-    lr: float = 1e-3  # AdamW peak learning rate (linear warm-up, then cosine per iteration)
-    weight_decay: float = 0.05  # AdamW weight decay
-    batch_size: int = 64  # fine-tuning batch size
-    warmup_epochs: int = 1  # linear warm-up
+    epochs: Count = 20  # full fine-tuning epochs (encoder + head); published MLO-MAE: 100
+    lr: Positive = 1e-3  # AdamW peak learning rate (linear warm-up, then cosine per iteration)
+    weight_decay: NonNegative = 0.05  # AdamW weight decay
+    batch_size: Count = 64  # fine-tuning batch size
+    warmup_epochs: NonNegativeInt = 1  # linear warm-up
     pool: Literal["global", "cls"] = "global"  # feature the new head reads (token labels: tokens)
 
 
@@ -156,7 +162,7 @@ class RunSpec:
     model: ModelSpec = field(default_factory=ModelSpec)  # the masked auto-encoder
     train: TrainSpec = field(default_factory=TrainSpec)  # the budget and the device
     eval: EvalSpec = field(default_factory=EvalSpec)  # the evaluation after pretraining
-    seed: int = 0  # seeds torch, numpy, python, the splits and the masks
+    seed: Seed = 0  # seeds torch, numpy, python, the splits and the masks
     description: str = ""  # free text shown by `metamask show`
 
 

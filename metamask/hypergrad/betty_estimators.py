@@ -43,6 +43,7 @@ from metamask.hypergrad.autodiff import (
 )
 from metamask.hypergrad.protocol import HypergradNode
 from metamask.hypergrad.registry import register_estimator
+from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive
 
 # ----------------------------------------------------------------------------------------------
 # finite differences: darts and sama
@@ -53,14 +54,14 @@ from metamask.hypergrad.registry import register_estimator
 class DartsOptions:
     """Options of ``darts`` (Betty's ``darts_alpha``)."""
 
-    alpha: float = 0.01  # perturbation radius R: the step is eps = R / ||v||
+    alpha: Positive = 0.01  # perturbation radius R: the step is eps = R / ||v||
 
 
 @dataclass(frozen=True)
 class SamaOptions:
     """Options of ``sama`` (Betty's ``sama_adam_alpha``)."""
 
-    alpha: float = 1.0  # perturbation radius R of the preconditioned vector
+    alpha: Positive = 1.0  # perturbation radius R of the preconditioned vector
 
 
 def central_difference(
@@ -170,8 +171,8 @@ def sama(
 class NeumannOptions:
     """Options of ``neumann`` (Betty's ``neumann_iterations`` / ``neumann_alpha``)."""
 
-    iterations: int = 1  # K: the series keeps K + 1 terms
-    alpha: float = 1.0  # step size; the series converges only for alpha < 2 / lambda_max(H)
+    iterations: NonNegativeInt = 1  # K: the series keeps K + 1 terms
+    alpha: Positive = 1.0  # step size; the series converges only for alpha < 2 / lambda_max(H)
 
 
 @register_estimator(
@@ -202,9 +203,9 @@ def neumann(
 class CGOptions:
     """Options of ``cg`` (Betty's ``cg_iterations`` / ``cg_alpha``), plus an early stop."""
 
-    iterations: int = 1  # CG iterations (exact after as many as the lower has parameters)
-    alpha: float = 1.0  # solves (alpha H) y = v, returns alpha y: changes rounding only
-    tol: float = 0.0  # stop when ||r|| <= tol * ||v||
+    iterations: Count = 1  # CG iterations (exact after as many as the lower has parameters)
+    alpha: Positive = 1.0  # solves (alpha H) y = v, returns alpha y: changes rounding only
+    tol: NonNegative = 0.0  # stop when ||r|| <= tol * ||v||
 
 
 @register_estimator(

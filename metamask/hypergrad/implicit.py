@@ -25,24 +25,25 @@ from torchopt.linear_solve import solve_cg, solve_inv
 from metamask.hypergrad.autodiff import Tensors, hvp, lower_gradient, mixed_vjp
 from metamask.hypergrad.protocol import HypergradNode
 from metamask.hypergrad.registry import register_estimator
+from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive
 
 
 @dataclass(frozen=True)
 class ImplicitCGOptions:
     """Options of ``implicit_cg`` (passed to ``torchopt.linear_solve.solve_cg``)."""
 
-    iterations: int = 10  # maximum CG iterations
-    rtol: float = 1e-10  # stop when ||r|| <= max(rtol ||v||, atol)
-    atol: float = 0.0  # absolute residual tolerance
-    ridge: float = 0.0  # solve (H + ridge I) x = v: damping for ill-conditioned / indefinite H
+    iterations: Count = 10  # maximum CG iterations
+    rtol: NonNegative = 1e-10  # stop when ||r|| <= max(rtol ||v||, atol)
+    atol: NonNegative = 0.0  # absolute residual tolerance
+    ridge: NonNegative = 0.0  # solve (H + ridge I) x = v: damps ill-conditioned / indefinite H
 
 
 @dataclass(frozen=True)
 class ImplicitNeumannOptions:
     """Options of ``implicit_neumann`` (passed to ``torchopt.linear_solve.solve_inv(ns=True)``)."""
 
-    iterations: int = 10  # K: the series keeps K + 1 terms
-    alpha: float = 1.0  # step size; converges only for alpha < 2 / lambda_max(H)
+    iterations: NonNegativeInt = 10  # K: the series keeps K + 1 terms
+    alpha: Positive = 1.0  # step size; converges only for alpha < 2 / lambda_max(H)
 
 
 def _solve_and_project(

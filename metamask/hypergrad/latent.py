@@ -17,6 +17,7 @@ choice: the solver *is* the estimator of this edge.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,24 @@ import torch
 from metamask.config import EstimatorSpec, parse_dataclass
 from metamask.errors import ConfigError, did_you_mean
 from metamask.hypergrad.autodiff import conjugate_gradient
+from metamask.precision import full_precision
+from metamask.ranges import Count, NonNegative, Positive
 
 SupportLoss = Callable[[torch.Tensor], torch.Tensor]
+Solve = Callable[[Any, SupportLoss, torch.Tensor], torch.Tensor]
+
+
+def in_fp32(solve: Solve) -> Solve:
+    """A solver's ``__call__`` in fp32 whatever ``train.precision`` is: the support pass, its
+    latent gradient and (recorded now, run in the outer backward) its double backward
+    (:mod:`metamask.precision`). The amortized latent enters as fp32."""
+
+    @functools.wraps(solve)
+    def wrapped(self: Any, loss_fn: SupportLoss, z0: torch.Tensor) -> torch.Tensor:
+        with full_precision():
+            return solve(self, loss_fn, z0.float())
+
+    return wrapped
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class UnrolledLatent(LatentSolver):
     name = "unrolled"
     second_order = True
 
+    @in_fp32
     def __call__(self, loss_fn: SupportLoss, z0: torch.Tensor) -> torch.Tensor:
         z = z0
         for _ in range(self.options.steps):
@@ -81,6 +99,7 @@ class FirstOrderLatent(LatentSolver):
 
     name = "first_order"
 
+    @in_fp32
     def __call__(self, loss_fn: SupportLoss, z0: torch.Tensor) -> torch.Tensor:
         z = z0
         for _ in range(self.options.steps):
@@ -93,9 +112,9 @@ class FirstOrderLatent(LatentSolver):
 class ImplicitLatentOptions:
     """Options of the ``implicit`` latent solver (keys under the adapt node's `hypergradient`)."""
 
-    iterations: int = 10  # CG iterations on (H + I/alpha) u = g in the backward pass
-    alpha: float | None = None  # proximal radius alpha; None: the inner step size (inner_lr)
-    tol: float = 1e-8  # stop CG when ||r|| <= tol * ||g||
+    iterations: Count = 10  # CG iterations on (H + I/alpha) u = g in the backward pass
+    alpha: Positive | None = None  # proximal radius alpha; None: the inner step size (inner_lr)
+    tol: NonNegative = 1e-8  # stop CG when ||r|| <= tol * ||g||
 
 
 class _ImplicitBridge(torch.autograd.Function):
@@ -130,6 +149,7 @@ class ImplicitLatent(LatentSolver):
         alpha = self.extra.alpha
         return float(self.options.lr if alpha is None else alpha)
 
+    @in_fp32
     def __call__(self, loss_fn: SupportLoss, z0: torch.Tensor) -> torch.Tensor:
         alpha, lr = self.alpha, self.options.lr
         anchor = z0.detach()
@@ -147,7 +167,10 @@ class ImplicitLatent(LatentSolver):
                 (hp,) = torch.autograd.grad(residual, z_star, grad_outputs=p[0], retain_graph=True)
                 return [hp.detach()]
 
-            (u,) = conjugate_gradient(matvec, [g.detach()], self.extra.iterations, self.extra.tol)
+            with full_precision():  # run in the outer backward: CG on fp32 HVPs
+                (u,) = conjugate_gradient(
+                    matvec, [g.detach().float()], self.extra.iterations, self.extra.tol
+                )
             return u
 
         bridge: torch.Tensor = _ImplicitBridge.apply(residual, solve)

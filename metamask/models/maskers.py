@@ -30,6 +30,7 @@ from torch import nn
 
 from metamask.errors import ConfigError
 from metamask.models.masking import Masks, RandomMasker, num_kept
+from metamask.ranges import Count, NonNegativeInt, Ratio
 
 
 class Masker(Protocol):
@@ -144,10 +145,10 @@ class MaskerSpec:
     """Which masker the pretrain node uses (YAML: ``masker: {type: ..., ...}`` on the node)."""
 
     type: MaskerType = "flat_mlp"  # flat_mlp (published) | token_mlp (any length) | random (MAE)
-    hidden: int = 512  # hidden width of the MLP (published: 512)
-    attention_layers: int = 0  # token_mlp: self-attention blocks before the per-token MLP
-    heads: int = 4  # token_mlp: attention heads (must divide the token width)
-    ratio_bounds: tuple[float, float] | None = None  # learn the mask ratio within [low, high]
+    hidden: Count = 512  # hidden width of the MLP (published: 512)
+    attention_layers: NonNegativeInt = 0  # token_mlp: attention blocks before the per-token MLP
+    heads: Count = 4  # token_mlp: attention heads (must divide the token width)
+    ratio_bounds: tuple[Ratio, Ratio] | None = None  # learn the mask ratio within [low, high]
 
 
 def build_masker(

@@ -31,6 +31,7 @@ from metamask.models.transformer import twice_differentiable
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext
 from metamask.nodes.registry import register_node_type
+from metamask.ranges import Count, Positive, Probability
 
 Masker = Callable[[torch.Tensor], Masks]
 
@@ -39,9 +40,9 @@ Masker = Callable[[torch.Tensor], Masks]
 class AdaptOptions:
     """Options of MetaMAE's inner node (YAML keys of an `adapt` node)."""
 
-    inner_lr: float = 0.1  # latent step size (the published training script uses 0.5 on PAMAP2)
-    inner_steps: int = 1  # gradient steps on the support loss
-    s_ratio: float = 0.1  # probability that a masked neighbour of a visible token joins the support
+    inner_lr: Positive = 0.1  # latent step size (the published training script uses 0.5 on PAMAP2)
+    inner_steps: Count = 1  # gradient steps on the support loss
+    s_ratio: Probability = 0.1  # chance a masked neighbour of a visible token joins the support
     masker: MaskerSpec = field(  # random (MetaMAE) | token_mlp / flat_mlp (learned: metamae+mask)
         default_factory=lambda: MaskerSpec(type="random")
     )

@@ -25,6 +25,7 @@ from metamask.nodes.feature_reuse import FeatureReuse
 from metamask.nodes.protocols import MaskedPretraining
 from metamask.nodes.registry import register_node_type
 from metamask.nodes.select import only_one
+from metamask.ranges import Rate, Ratio
 
 Pool = Literal["cls", "global"]
 
@@ -33,8 +34,8 @@ Pool = Literal["cls", "global"]
 class HeadOptions:
     """Options of a ``head`` node."""
 
-    holdout: float = 0.2  # share of the labelled training split held out as split B (mask node)
-    head_dropout: float = 0.1  # dropout before the head's linear layer (published: 0.1)
+    holdout: Ratio = 0.2  # share of the labelled training split held out as split B (mask node)
+    head_dropout: Rate = 0.1  # dropout before the head's linear layer (published: 0.1)
     pool: Pool = "cls"  # encoder feature the head reads: CLS token (published) or global pool
 
 

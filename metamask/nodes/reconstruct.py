@@ -34,16 +34,17 @@ from metamask.nodes.adapt import Adapt, LatentTask, Masker
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext
 from metamask.nodes.registry import register_node_type
+from metamask.ranges import NonNegative, Positive
 
 
 @dataclass(frozen=True)
 class ReconstructOptions:
     """Options of the outer node (YAML keys of a `reconstruct` node)."""
 
-    reg_weight: float | None = (
+    reg_weight: NonNegative | None = (
         None  # lambda of the task contrast; default 0.1 with an adapt node, else 0
     )
-    temperature: float = 0.5  # InfoNCE temperature
+    temperature: Positive = 0.5  # InfoNCE temperature
 
 
 class OuterModule(nn.Module):
