@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from metamask import __version__
 from metamask.errors import (
     CheckpointError,
     ConfigError,
@@ -33,10 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Meta-learned masked auto-encoders as Betty optimization graphs.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    parser.add_argument("--version", action="version", version=f"metamask {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="pretrain a spec's graph and evaluate it")
-    run.add_argument("spec", type=Path, help="YAML spec, e.g. problems/metamae-basicmotions.yaml")
+    run.add_argument(
+        "spec",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="YAML spec, e.g. problems/metamae-basicmotions.yaml (with --resume DIR: optional, "
+        "the folder holds the run's spec)",
+    )
     _add_overrides(run)
     run.add_argument(
         "--out", type=Path, default=None, help="run folder (default runs/<name>/<time>)"
@@ -47,13 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-root", default=None, help="folder of real DABS data (overrides data.data_root)"
     )
+    run.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default=None,
+        help="autocast precision of the forward passes (overrides train.precision)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
         "--resume",
         type=Path,
         default=None,
         metavar="DIR",
-        help="continue the run in DIR from its checkpoint.pt (same spec; writes into DIR)",
+        help="continue the run in DIR from its checkpoint.pt (its spec and overrides are in "
+        "DIR; --set train.steps=N extends the budget; writes into DIR)",
     )
     run.add_argument(
         "--distributed",
@@ -73,8 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="print only the spec as YAML: extends merged, --set applied, every default written",
     )
 
+    evaluate = sub.add_parser(
+        "eval", help="evaluate a run again from its checkpoint (earlier results are kept)"
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    _add_overrides(evaluate)
+    evaluate.add_argument(
+        "--only",
+        choices=["probe", "finetune"],
+        default=None,
+        help="run one part (default: the probe, and fine-tuning when eval.finetune is set)",
+    )
+    evaluate.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    evaluate.add_argument("--data-root", default=None, help="folder of real DABS data")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+
     datasets = sub.add_parser("datasets", help="list datasets and whether they load here")
     datasets.add_argument("--data-root", default=None, help="folder of real DABS data")
+    for command in sub.choices.values():  # `--debug` after the command too, e.g. `run X --debug`
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
@@ -97,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, console)
         if args.command == "show":
             return cmd_show(args, console)
+        if args.command == "eval":
+            return cmd_eval(args, console)
         return cmd_datasets(args, console)
     except MetamaskError as exc:
         if args.debug:
@@ -107,18 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         Console(stderr=True).print("metamask: interrupted")
         return 130
     finally:
-        from metamask import distributed
-
-        distributed.close()
+        distributed = sys.modules.get("metamask.distributed")  # imported only by a run (torch)
+        if distributed is not None:
+            distributed.close()
 
 
 def _report(exc: MetamaskError) -> None:
     """One line on stderr; other ranks of a distributed run add their rank, and stay silent on
     the stops every process agrees on (non-finite values, signals), which rank 0 reports."""
-    from metamask import distributed
-
     label = "stopped" if isinstance(exc, Interrupted) else "error"
-    if not distributed.is_main():
+    distributed = sys.modules.get("metamask.distributed")  # not imported: no process group
+    if distributed is not None and not distributed.is_main():
         if isinstance(exc, Interrupted | NonFiniteError):
             return
         label += f" (rank {distributed.rank()})"
@@ -127,11 +163,19 @@ def _report(exc: MetamaskError) -> None:
     )
 
 
+def _require_spec_file(path: Path | None) -> None:
+    """A missing spec is refused before torch and the rest are imported (seconds saved); the
+    message is the one :func:`metamask.config.read_yaml` gives."""
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{path}: spec file not found")
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    _require_spec_file(args.spec)
     from metamask import distributed
     from metamask.config import load_spec
-    from metamask.report import print_table, results_table
-    from metamask.resume import CHECKPOINT_NAME, resume_folder
+    from metamask.report import print_table, results_row, results_table
+    from metamask.resume import CHECKPOINT_NAME, resume_folder, run_folder_spec
     from metamask.run import run_spec
 
     overrides = list(args.overrides)
@@ -139,9 +183,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         overrides.append(f"train.device={args.device}")
     if args.data_root:
         overrides.append(f"data.data_root={args.data_root}")
-    spec = load_spec(args.spec, overrides)
+    if args.precision:
+        overrides.append(f"train.precision={args.precision}")
     if args.resume is not None and not args.resume.exists():
         raise CheckpointError(f"--resume {args.resume}: no such run folder or checkpoint")
+    if args.spec is not None:
+        spec, source = load_spec(args.spec, overrides), str(args.spec)
+    elif args.resume is not None:  # the run folder holds its spec, every override included
+        folder = resume_folder(args.resume)
+        assert folder is not None
+        spec, source = run_folder_spec(folder, overrides)
+    else:
+        raise ConfigError("run: give a SPEC file, or --resume DIR to continue the run in DIR")
     if args.distributed:
         distributed.launch(spec.train.device)
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -152,6 +205,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     main_process = distributed.is_main()
     out = args.out or resume_folder(args.resume)
     out = out or Path("runs") / spec.name / time.strftime("%Y%m%d-%H%M%S")
+    _check_run_folder(out)
     if args.resume is None and (out / CHECKPOINT_NAME).exists():
         raise OutputError(
             f"{out} already holds a run (its {CHECKPOINT_NAME}); continue it with --resume "
@@ -163,31 +217,62 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     processes = distributed.world_size()
     across = f" on {processes} processes" if processes > 1 else ""
     console.print(f"[bold]{spec.name}[/]: {what}{across} -> {out}")
-    result = run_spec(spec, out, source=str(args.spec), progress=not args.quiet, resume=args.resume)
+    result = run_spec(spec, out, source=source, progress=not args.quiet, resume=args.resume)
     if not main_process:
         return 0
-    r = result.results
-    row = {
-        "run": spec.name,
-        "dataset": r["dataset"],
-        "metric": r["metric"],
-        "test": r["test"],
-        "val": r["val"],
-        "s/step": r["train"]["seconds_per_step"],
-    }
+    row = results_row(result.results)  # every metric computed: probe and fine-tuning
     print_table(results_table([row], f"results ({out}/results.json)", row.keys()), console)
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    """``metamask eval RUN_DIR``: the probe and/or fine-tuning again, from the checkpoint."""
+    from metamask.report import print_table, results_row, results_table
+    from metamask.run import evaluate_run
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.data_root:
+        overrides.append(f"data.data_root={args.data_root}")
+    console.print(f"evaluating {args.run_dir}")
+    results = evaluate_run(args.run_dir, overrides, args.only, progress=not args.quiet)
+    row = results_row(results)
+    title = f"evaluation {len(results['evaluations'])} ({args.run_dir}/results.json)"
+    print_table(results_table([row], title, row.keys()), console)
+    return 0
+
+
+def _check_run_folder(out: Path) -> None:
+    """Refuse a run folder that cannot be one, before anything is written: ``out`` (or a
+    folder above it) is a file, or the nearest existing folder above it is not writable."""
+    for path in (out, *out.parents):
+        if not path.exists():
+            continue
+        if not path.is_dir():
+            where = "is a file" if path == out else f"lies under {path}, which is a file"
+            raise OutputError(f"--out {out}: {where}; expected a folder (new or a run's)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError(f"--out {out}: {path} is not writable")
+        return
+
+
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    _require_spec_file(args.spec)
+    from metamask.compose import check_buildable
     from metamask.config import load_spec
     from metamask.models.mae import MaskedAutoencoder
     from metamask.report import edge_lines, graph_table
     from metamask.spec_data import pretrain_info
     from metamask.topology import validate_graph
 
+    if args.png is not None:  # before anything is printed: a name the picture cannot take
+        from metamask.graph_picture import check_picture_path
+
+        check_picture_path(args.png)
     spec = load_spec(args.spec, args.overrides)
     validate_graph(spec.graph, str(args.spec))
+    check_buildable(spec, str(args.spec))  # refuses what `run` would: options, estimators
     if args.resolved:  # plain stdout: a runnable spec, e.g. `> flat.yaml` (docs/specs.md)
         from metamask.config import spec_to_yaml
 
@@ -227,7 +312,10 @@ def cmd_datasets(args: argparse.Namespace, console: Console) -> int:
     from metamask.data.registry import all_datasets
     from metamask.report import datasets_table
 
-    console.print(datasets_table(all_datasets(), LoadOptions(data_root=args.data_root)))
+    tables, notes = datasets_table(all_datasets(), LoadOptions(data_root=args.data_root))
+    console.print(tables)
+    for note in notes:  # whole, however long: a path in a note stays in one piece
+        console.print(note, soft_wrap=True, highlight=False, markup=False)
     return 0
 
 

@@ -46,7 +46,7 @@ from metamask.config import (
     spec_from_dict,
     spec_to_dict,
 )
-from metamask.data.base import DataBundle
+from metamask.data.base import ArrayDataset, DataBundle
 from metamask.errors import GraphError
 from metamask.graph import Graph, GraphEngine
 from metamask.models.mae import MaskedAutoencoder
@@ -55,7 +55,7 @@ from metamask.nodes.custom import CustomLoss, custom_builder
 from metamask.nodes.differentiable import check_estimator_support
 from metamask.nodes.registry import NodeBuilder, get_node_type
 from metamask.seeding import seed_everything
-from metamask.spec_data import load_pretrain_data
+from metamask.spec_data import load_pretrain_data, pretrain_info
 from metamask.topology import validate_graph
 from metamask.train import Trainer, TrainSummary
 
@@ -245,6 +245,25 @@ def build_graph(
     return GraphBuilder(spec, bundle, device, source).build()
 
 
+def check_buildable(spec: RunSpec, source: str = "<spec>") -> None:
+    """Make every check a build makes, without loading the data: node types and their
+    options, estimators and latent solvers (and whether each node supports its own), optimizers,
+    topology. The graph is built on the CPU over stand-in examples of the spec's data facts
+    (zeros, labels cycling over the classes; enough that every labelled split holds a batch),
+    then dropped. ``metamask show`` calls it, so that it refuses what ``metamask run`` refuses.
+
+    Raises:
+        ConfigError, GraphError: as :func:`build_graph` would, naming the file and the key.
+    """
+    info = pretrain_info(spec)
+    count = 10 * spec.data.batch_size + 4 * max(info.num_classes, 1)
+    dtype = torch.long if info.modality == "tokens" else torch.float32
+    x = torch.zeros((1, *info.input_shape), dtype=dtype).expand(count, *info.input_shape)
+    stand_in = ArrayDataset(x, torch.arange(count) % max(info.num_classes, 1))
+    bundle = DataBundle(info, stand_in, stand_in, stand_in)
+    GraphBuilder(spec, bundle, "cpu", source).build()
+
+
 def new_graph(
     data: str | DataBundle,
     *,
@@ -289,4 +308,12 @@ def train(
     return Trainer(graph, spec, out_dir, console or Console(stderr=True), progress).run()
 
 
-__all__ = ["CUSTOM_TYPE", "CustomLoss", "GraphBuilder", "build_graph", "new_graph", "train"]
+__all__ = [
+    "CUSTOM_TYPE",
+    "CustomLoss",
+    "GraphBuilder",
+    "build_graph",
+    "check_buildable",
+    "new_graph",
+    "train",
+]

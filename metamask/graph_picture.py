@@ -11,7 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from metamask.config import GraphSpec
+from metamask.errors import OutputError
 from metamask.topology import validate_graph
+
+
+def edge_estimator(graph: GraphSpec, name: str, options: bool = False) -> str | None:
+    """The estimator of node ``name``'s edges up (its ``l2u`` edges), with its options when
+    ``options``; None for a node below nothing, which no estimator ever runs for. The table
+    and the picture of ``metamask show`` both label nodes with it."""
+    if not graph.l2u.get(name):
+        return None
+    spec = graph.nodes[name].hypergradient
+    if options and spec.options:
+        return spec.type + " " + ", ".join(f"{k}={v}" for k, v in spec.options.items())
+    return spec.type
 
 
 def node_levels(graph: GraphSpec) -> dict[str, int]:
@@ -24,6 +37,24 @@ def node_levels(graph: GraphSpec) -> dict[str, int]:
     for name in validate_graph(graph):  # lowers first: every node below is already placed
         levels[name] = 1 + max((levels[n] for n in below[name]), default=-1)
     return levels
+
+
+#: the picture formats ``metamask show --png`` writes, by file extension
+PICTURE_FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_picture_path(path: Path) -> None:
+    """OutputError unless ``path`` ends in a supported extension and its folder exists (checked
+    before anything is drawn or printed)."""
+    if path.suffix.lower() not in PICTURE_FORMATS:
+        raise OutputError(
+            f"--png {path}: unsupported picture format {path.suffix or '(no extension)'!r}; "
+            f"expected a file name ending in {', '.join(PICTURE_FORMATS)}"
+        )
+    if path.is_dir():
+        raise OutputError(f"--png {path}: is a folder; expected a file name")
+    if not path.parent.is_dir():
+        raise OutputError(f"--png {path}: folder {path.parent} does not exist")
 
 
 def draw_graph(graph: GraphSpec, path: Path, title: str = "") -> Path:

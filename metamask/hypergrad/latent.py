@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from metamask.config import EstimatorSpec, parse_dataclass
+from metamask.config.origins import origin_of
 from metamask.errors import ConfigError, did_you_mean
 from metamask.hypergrad.autodiff import conjugate_gradient
 from metamask.precision import full_precision
@@ -190,7 +191,8 @@ def get_latent_solver(
     """The latent solver named by ``spec.type``, its own options validated from ``spec.options``."""
     if spec.type not in LATENT_SOLVERS:
         raise ConfigError(
-            f"{source}: {where}.type: unknown latent solver {spec.type!r}"
+            f"{origin_of(source, where + '.type')}: {where}.type: unknown latent solver "
+            f"{spec.type!r}"
             f"{did_you_mean(spec.type, LATENT_SOLVERS)}; MetaMAE's inner node takes one of "
             f"{sorted(LATENT_SOLVERS)}"
         )

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from metamask.config import EstimatorSpec, parse_dataclass
+from metamask.config.origins import origin_of
 from metamask.errors import ConfigError, did_you_mean
 from metamask.hypergrad.protocol import HypergradNode
 
@@ -46,6 +47,14 @@ class Estimator:
     #: the estimator reads the gradient the lower's last optimizer step applied
     #: (``HypergradNode.applied_grads``), which the node then records
     reads_applied_grads: bool = False
+    #: on a node with lowers of its own (a nested shape), the estimator solves with the node's
+    #: *total* Hessian (:mod:`metamask.hypergrad.nested`) and so stays exact; estimators without
+    #: it are refused there at build time unless the node opts in with ``approximate: true``
+    nested: bool = False
+    #: the forward response ``t -> (d lower*/d upper) t`` (a tangent on the upper's parameters to
+    #: one on the lower's), which the total Hessian of the lower's own upper needs; None: the
+    #: estimator cannot serve below a nested node
+    jvp: EstimatorFn | None = None
 
     def default_options(self) -> Any:
         """The options with every field at its default."""
@@ -73,6 +82,8 @@ def register_estimator(
     *,
     needs_trajectory: bool = False,
     reads_applied_grads: bool = False,
+    nested: bool = False,
+    jvp: EstimatorFn | None = None,
 ) -> Callable[[F], F]:
     """Decorator: register ``fn(vector, lower, upper, options)`` as estimator ``name``.
 
@@ -80,7 +91,11 @@ def register_estimator(
     indirect gradient with respect to ``upper.trainable_parameters()`` (same order, zeros for
     unused parameters). ``options`` is an instance of ``options_type`` (a frozen dataclass
     whose fields are the YAML keys under ``hypergradient:``). The name then works in specs
-    (``hypergradient: {type: name, ...}``) and in :func:`use_estimator`.
+    (``hypergradient: {type: name, ...}``) and in :func:`use_estimator`. ``nested=True``
+    declares that ``fn`` handles a lower node with lowers of its own exactly (total Hessian,
+    :mod:`metamask.hypergrad.nested`); ``jvp`` is the forward twin of ``fn`` (same arguments,
+    the vector a tangent on the upper's parameters, the result one on the lower's), needed when
+    the lower sits below a nested node.
 
     Example (the darts direction with a user-chosen scale):
         >>> from dataclasses import dataclass
@@ -110,6 +125,8 @@ def register_estimator(
             description,
             needs_trajectory=needs_trajectory,
             reads_applied_grads=reads_applied_grads,
+            nested=nested,
+            jvp=jvp,
         )
         return fn
 
@@ -137,7 +154,8 @@ def estimator_options(spec: EstimatorSpec, source: str = "<spec>", where: str = 
     try:
         estimator = get_estimator(spec.type)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {where}: {exc}" if where else str(exc)) from None
+        file = origin_of(source, f"{where}.type")  # the file (or --set) that named it
+        raise ConfigError(f"{file}: {where}: {exc}" if where else str(exc)) from None
     return parse_dataclass(estimator.options_type, dict(spec.options), source, where)
 
 
@@ -169,7 +187,19 @@ def use_estimator(node: HypergradNode, name: str, **options: Any) -> None:
     node.estimator_options = parsed
 
 
-@register_estimator("first_order", description="ignore the lower level's dependence: zero")
+def _zero_response(
+    tangent: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: Any
+) -> list[torch.Tensor]:
+    """Zero: first_order's forward response (the lower does not move with the upper)."""
+    return [torch.zeros_like(p) for p in lower.trainable_parameters()]
+
+
+@register_estimator(
+    "first_order",
+    description="ignore the lower level's dependence: zero",
+    nested=True,
+    jvp=_zero_response,
+)
 def first_order(
     vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: Any
 ) -> list[torch.Tensor]:
