@@ -93,7 +93,8 @@ def draw_graph(graph: GraphSpec, path: Path, title: str = "") -> Path:
         text = ax.text(x, y, label, ha="center", va="center", fontsize=9, bbox=style, zorder=3)
         boxes[name] = text
     fig.canvas.draw()  # lay the boxes out, to route the edges around them
-    extents = {name: text.get_bbox_patch().get_window_extent() for name, text in boxes.items()}
+    patches = {name: text.get_bbox_patch() for name, text in boxes.items()}
+    extents = {name: patch.get_window_extent() for name, patch in patches.items() if patch}
     for kind, edges, line, side in (
         ("u2l", graph.u2l, "-", 1.0),  # upper -> lower: right to left, bends above
         ("l2u", graph.l2u, (0, (4, 3)), 1.0),  # lower -> upper: left to right, bends below
@@ -113,8 +114,8 @@ def draw_graph(graph: GraphSpec, path: Path, title: str = "") -> Path:
                         "arrowstyle": "-|>,head_length=0.6,head_width=0.3",
                         "linestyle": line,
                         "color": colour,
-                        "patchA": boxes[src].get_bbox_patch(),  # the arrow ends at the boxes'
-                        "patchB": boxes[dst].get_bbox_patch(),  # edges, its head outside
+                        "patchA": patches[src],  # the arrow ends at the boxes' edges,
+                        "patchB": patches[dst],  # its head outside them
                         "shrinkA": 2,
                         "shrinkB": 2,
                         "connectionstyle": f"arc3,rad={bend}",
