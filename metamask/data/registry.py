@@ -54,8 +54,13 @@ def all_datasets() -> dict[str, DatasetEntry]:
 
 
 def _check_bundle(bundle: DataBundle) -> None:
-    """Shapes are checked at the boundary: the first example must have the declared shape."""
+    """Shapes are checked at the boundary: the first example must have the declared shape (and
+    there must be one)."""
     info = bundle.info
+    splits = {"pretraining": bundle.pretrain_set, "training": bundle.train}
+    for split, dataset in splits.items():
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise DataError(f"dataset {info.name}: its {split} split is empty (no examples read)")
     x, _ = bundle.pretrain_set[0]
     if tuple(x.shape) != info.input_shape:
         raise DataError(

@@ -37,6 +37,7 @@ from metamask.data.base import (
     Modality,
 )
 from metamask.data.bundles import split_bundle
+from metamask.data.formats.text_files import text_problem
 from metamask.data.registry import load_entry, register_dataset
 from metamask.errors import DataError
 from metamask.ranges import Count, NonNegativeInt
@@ -137,6 +138,8 @@ def load_arrays(info: DatasetInfo, source: ArraySource, options: LoadOptions) ->
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     if not path.is_file():
         raise DataError(f"file {path} does not exist (expected an .npz with arrays x and y)")
+    if not zipfile.is_zipfile(path):  # np.load would read other bytes as .npy or a pickle
+        raise DataError(f"{path}: not an .npz archive (expected arrays x and y, from np.savez)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -156,26 +159,34 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.
 def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"file {path} does not exist (expected a CSV with a header row)")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty file (expected a header row)")
-        header = [h.strip() for h in header]
-        if label_column not in header:
-            raise DataError(f"{path}: no label column {label_column!r}; columns are {header}")
-        label_at = header.index(label_column)
-        features, labels = [], []
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path}:{lineno}: {len(row)} fields, the header has {len(header)}")
-            try:
-                features.append([float(v) for i, v in enumerate(row) if i != label_at])
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: a feature is not a number") from None
-            labels.append(row[label_at].strip())
+    problem = text_problem(path)
+    if problem is not None and problem != "empty file":
+        raise DataError(f"{path}: {problem}; expected a CSV file with a header row")
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: empty file (expected a header row)")
+            header = [h.strip() for h in header]
+            if label_column not in header:
+                raise DataError(f"{path}: no label column {label_column!r}; columns are {header}")
+            label_at = header.index(label_column)
+            features, labels = [], []
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}:{lineno}: {len(row)} fields, the header has {len(header)}"
+                    )
+                try:
+                    features.append([float(v) for i, v in enumerate(row) if i != label_at])
+                except ValueError:
+                    raise DataError(f"{path}:{lineno}: a feature is not a number") from None
+                labels.append(row[label_at].strip())
+    except csv.Error as exc:  # a bare carriage return in a field, a field too large
+        raise DataError(f"{path}: not a CSV file ({exc})") from None
     if not features:
         raise DataError(f"{path}: no data rows")
     try:

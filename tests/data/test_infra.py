@@ -137,7 +137,12 @@ def test_layouts_name_the_expected_path_of_each_layout(tmp_path: Path) -> None:
     )
     assert "needs --data-root" in (layouts.why_missing(LoadOptions(), ("x",)) or "")
     (tmp_path / "satellite_images").mkdir()
-    (tmp_path / "satellite_images/pretrain.pkl").write_bytes(b"")
+    (tmp_path / "satellite_images/pretrain.pkl").write_bytes(b"")  # present, not a pickle
+    pkl = tmp_path / "satellite_images/pretrain.pkl"
+    assert layouts.why_missing(options, ("pretrain.pkl",)) == (
+        f"present but unreadable: {pkl}: empty file"
+    )
+    pkl.write_bytes(b"\x80\x04N.")  # pickle.dumps(None): the first byte is what is checked
     assert layouts.why_missing(options, ("pretrain.pkl",)) is None
     assert layouts.base(options, ("pretrain.pkl",), "eurosat") == tmp_path / "satellite_images"
 

@@ -54,7 +54,11 @@ def rgb_info(name: str, classes: int, description: str, labelled: bool = True) -
 
 
 def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    """The non-blank lines of a list file, stripped; DataError when there are none."""
+    lines = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: empty file (expected one entry per line)")
+    return lines
 
 
 def _pairs(path: Path) -> dict[str, str]:
@@ -253,11 +257,12 @@ FLOWER_LAYOUTS = Layouts("flowers102", "natural_images/flowers")
 
 def _load_vggflower(options: LoadOptions) -> DataBundle:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     base = FLOWER_LAYOUTS.base(options, ("imagelabels.mat", "jpg"), "vggflower")
     try:
         labels = np.asarray(loadmat(base / "imagelabels.mat")["labels"]).reshape(-1).astype(int)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, IndexError, TypeError, MatReadError) as exc:
         raise DataError(f"{base / 'imagelabels.mat'}: cannot read key 'labels' ({exc})") from None
     # as DABS: classes in order of first appearance, one RandomState(42) shuffling each class's
     # image indices in turn; the first int(0.8 n) of a class train, the rest test

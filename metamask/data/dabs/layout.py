@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from metamask.data.base import DataBundle, DatasetEntry, DatasetInfo, LoadOptions
+from metamask.data.formats.safe_pickle import pickle_problem
+from metamask.data.formats.text_files import text_problem
 from metamask.errors import DataError
 
 DABS_SEED = 42  # the seed of every shuffle in the DABS / MetaMAE loaders
 DABS_TRAIN_FRACTION = 0.9
+TEXT_SUFFIXES = (".csv", ".txt", ".dat", ".tsv")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ class Layouts:
         return pairs
 
     def why_missing(self, options: LoadOptions, required: Sequence[str]) -> str | None:
-        """None when some layout has every ``required`` path, else the reason (cheap: stats)."""
+        """None when some layout has every ``required`` path, else the reason. Cheap: stats,
+        and the first bytes of the required files of the layout found (a text file of random
+        bytes is reported "present but unreadable", not available)."""
         if not options.data_root:
             return "needs --data-root (the folder holding the DABS data; nothing is downloaded)"
         root = Path(options.data_root).expanduser()
@@ -48,7 +53,7 @@ class Layouts:
         for name, base in self.candidates():
             absent = [rel for rel in required if not (root / base / rel).exists()]
             if not absent:
-                return None
+                return _unreadable(root / base, required)
             missing.append(f"{root / base / absent[0]} ({name} layout)")
         return "expected " + " or ".join(missing) + "; neither exists"
 
@@ -62,6 +67,27 @@ class Layouts:
             if all((root / base / rel).exists() for rel in required):
                 return root / base
         raise AssertionError("unreachable: why_missing found a complete layout")
+
+
+def _unreadable(base: Path, required: Sequence[str]) -> str | None:
+    """Why a present file cannot be the dataset's, from its first bytes (cheap), or None.
+
+    Text files (``.csv``, ``.txt``, ``.dat``, ``.tsv``) must hold text, pickles must start as
+    one; folders and other files are taken as they are (the loader checks them when it reads).
+    """
+    for rel in required:
+        path = base / rel
+        if not path.is_file():
+            continue
+        suffix = path.suffix.lower()
+        problem = None
+        if suffix in TEXT_SUFFIXES:
+            problem = text_problem(path)
+        elif suffix == ".pkl":
+            problem = pickle_problem(path)
+        if problem is not None:
+            return f"present but unreadable: {path}: {problem}"
+    return None
 
 
 def dabs_order(n: int) -> np.ndarray:

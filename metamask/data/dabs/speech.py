@@ -25,6 +25,7 @@ Deliberate differences from the official loaders:
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -193,17 +194,22 @@ def fluent_files(base: Path, csv_name: str, column: str, train: bool) -> AudioFi
     path = base / csv_name
     classes = FLUENT_CLASSES[column]
     paths, labels = [], []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        for field in ("path", column):
-            if field not in (reader.fieldnames or []):
-                raise DataError(f"{path}: no column {field!r}; columns are {reader.fieldnames}")
-        for lineno, row in enumerate(reader, start=2):
-            value = row[column].strip()
-            if value not in classes:
-                raise DataError(f"{path}:{lineno}: {column} {value!r} is not one of {classes}")
-            paths.append(base / row["path"].strip())
-            labels.append(classes.index(value))
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a CSV file ({exc})") from None
+    for field in ("path", column):
+        if field not in (reader.fieldnames or []):
+            raise DataError(f"{path}: no column {field!r}; expected a CSV file with a header row")
+    for lineno, row in enumerate(rows, start=2):
+        if row[column] is None or row["path"] is None:
+            raise DataError(f"{path}:{lineno}: fewer fields than the header names")
+        value = row[column].strip()
+        if value not in classes:
+            raise DataError(f"{path}:{lineno}: {column} {value!r} is not one of {classes}")
+        paths.append(base / row["path"].strip())
+        labels.append(classes.index(value))
     return AudioFiles(paths, labels, FLUENT_NORM, random_crop=train)
 
 
@@ -304,6 +310,8 @@ def _load_voxceleb1(options: LoadOptions) -> DataBundle:
                 f".wav', got {line.strip()[:60]!r}"
             )
         sets[number].append(rel.strip())
+    if not any(sets.values()):
+        raise DataError(f"{base / 'iden_split.txt'}: empty file (expected '<1|2|3> <path>' lines)")
     speakers = sorted({rel.split("/")[0] for rels in sets.values() for rel in rels})
     if len(speakers) > VOXCELEB1.num_classes:
         raise DataError(f"{base / 'iden_split.txt'}: {len(speakers)} speakers, expected 1251")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from metamask.data.cache import cached_array
+from metamask.data.formats.text_files import text_problem
 from metamask.errors import DataError
 
 CHUNK = 1 << 24  # bytes per read while indexing
@@ -31,6 +32,9 @@ class CsvRows:
     def __init__(self, path: Path) -> None:
         if not path.is_file():
             raise DataError(f"file {path} does not exist")
+        problem = text_problem(path)
+        if problem is not None:
+            raise DataError(f"{path}: {problem}; expected a CSV file with a header row")
         self.path = path
         build = lambda: _row_starts(path)  # noqa: E731
         if path.stat().st_size >= CACHE_MIN_BYTES:
@@ -39,7 +43,7 @@ class CsvRows:
             self._index = build()
         with path.open("rb") as handle:
             first = handle.read(int(self._index[0])).decode("utf-8", errors="replace")
-        self.header = next((r for r in csv.reader(io.StringIO(first)) if r), [])
+        self.header = _fields(first, path, "the header")
         self._handle: Any = None
         self._pid = -1
 
@@ -49,7 +53,9 @@ class CsvRows:
     def column(self, name: str) -> int:
         """Position of column ``name``; DataError listing the columns when it is absent."""
         if name not in self.header:
-            raise DataError(f"{self.path}: no column {name!r}; columns are {self.header}")
+            columns = repr(self.header)
+            columns = columns if len(columns) <= 200 else columns[:200] + "..."
+            raise DataError(f"{self.path}: no column {name!r}; columns are {columns}")
         return self.header.index(name)
 
     def row(self, index: int) -> list[str]:
@@ -59,7 +65,7 @@ class CsvRows:
         start, end = int(self._index[index]), int(self._index[index + 1])
         self._handle.seek(start)
         text = self._handle.read(end - start).decode("utf-8", errors="replace")
-        fields = next((r for r in csv.reader(io.StringIO(text)) if r), [])
+        fields = _fields(text, self.path, f"data row {index + 1}")
         if len(fields) != len(self.header):
             raise DataError(
                 f"{self.path}: data row {index + 1} has {len(fields)} fields, the header "
@@ -72,6 +78,14 @@ class CsvRows:
         state["_handle"], state["_pid"] = None, -1
         state["_index"] = np.asarray(self._index)  # a memory map travels as an array
         return state
+
+
+def _fields(text: str, path: Path, what: str) -> list[str]:
+    """The fields of one CSV line; DataError naming the file and the line when it is not CSV."""
+    try:
+        return next((r for r in csv.reader(io.StringIO(text)) if r), [])
+    except csv.Error as exc:
+        raise DataError(f"{path}: {what} is not a CSV line ({exc})") from None
 
 
 def _row_starts(path: Path) -> np.ndarray:

@@ -111,6 +111,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
 
+#: bytes a pickle can start with: PROTO (protocols 2 and up) or an opcode protocols 0 / 1 open with
+_PICKLE_STARTS = b"\x80(]})NcIFLSVX"
+
+
+def pickle_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a pickle, from its first byte (cheap), or None."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.read(1)
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if not first:
+        return "empty file"
+    return None if first in _PICKLE_STARTS else "not a pickle (its first byte is not one)"
+
+
 def restricted_load(path: Path, encoding: str = "ASCII") -> Any:
     """Unpickle ``path`` with the whitelist above; DataError on anything else.
 
@@ -124,7 +140,16 @@ def restricted_load(path: Path, encoding: str = "ASCII") -> Any:
             return _RestrictedUnpickler(handle, encoding=encoding).load()
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        OverflowError,
+    ) as exc:
         raise DataError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
 
 
