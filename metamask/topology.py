@@ -110,3 +110,84 @@ def checkpoint_period(graph: GraphSpec) -> int:
             window *= node_spec.unroll_steps
         period = math.lcm(period, window)
     return period
+
+
+def responds_to(graph: GraphSpec, name: str) -> list[str]:
+    """The nodes whose parameters node ``name``'s *response* (its trained value) depends on.
+
+    Two ways, as the edges say them: ``name`` is a bilevel lower of ``upper`` (``u2l {upper:
+    [name]}`` *and* ``l2u {name: [upper]}``: it trains on a loss that reads ``upper``), or
+    ``name`` is triggered by ``lower`` without differentiating through it (``l2u {lower:
+    [name]}``, ``lower`` not among ``u2l[name]``: it trains on ``lower``'s output, held fixed,
+    as MLO-MAE's head on the pretrained encoder). A lower that ``name`` differentiates through
+    is not one of them: ``name``'s loss reads that lower's response *to* ``name``.
+    """
+    bilevel = [
+        up for up, lows in graph.u2l.items() if name in lows and up in graph.l2u.get(name, [])
+    ]
+    fed = [
+        low
+        for low, ups in graph.l2u.items()
+        if name in ups and low not in graph.u2l.get(name, []) and low not in bilevel
+    ]
+    return [*bilevel, *fed]
+
+
+def hypergradient_paths(graph: GraphSpec) -> dict[str, list[list[str]]]:
+    """Every path through which a node's loss depends on its own parameters, by node name.
+
+    Only a node with u2l edges has paths (the others train on their loss alone, as in Betty).
+    A path ``[U, n1, ..., nk, U]``: ``U``'s loss reads ``n1`` (``u2l {U: [n1]}``, or ``l2u {n1:
+    [U]}``), and each ``n_i``'s response depends on ``n_{i+1}`` (:func:`responds_to`), the last
+    one's on ``U``. Unlike Betty's search, which follows l2u edges only, this includes the
+    dependencies declared by u2l edges alone: with ``u2l {v: [u], theta: [v, u]}``, ``l2u {u:
+    [v], v: [theta]}`` it yields ``[theta, v, theta]`` and ``[theta, u, v, theta]`` ("theta's
+    loss reads u*(v*(theta))"), where Betty yields ``[theta, v, theta]`` and the path
+    ``[theta, v, u, theta]``, which asks how ``u`` responds to ``theta`` (it does not).
+    On MAE, MetaMAE, MLO-MAE and metamae+mask it yields Betty's paths.
+    """
+    paths: dict[str, list[list[str]]] = {}
+    for upper in graph.nodes:
+        if not graph.u2l.get(upper):
+            continue  # differentiates through nothing: trains on its loss alone (as Betty)
+        firsts = list(graph.u2l[upper])
+        firsts += [low for low, ups in graph.l2u.items() if upper in ups and low not in firsts]
+        found: list[list[str]] = []
+
+        def walk(path: list[str], upper: str = upper, found: list[list[str]] = found) -> None:
+            for nxt in responds_to(graph, path[-1]):
+                if nxt == upper:
+                    found.append([*path, upper])
+                elif nxt not in path:
+                    walk([*path, nxt])
+
+        for first in firsts:
+            walk([upper, first])
+        if found:
+            paths[upper] = found
+    return paths
+
+
+def silent_u2l_edges(graph: GraphSpec) -> list[tuple[str, str]]:
+    """The u2l edges ``(upper, lower)`` through which no path runs: ``lower``'s response
+    depends on nothing that depends on ``upper``, so differentiating through it adds zero."""
+    paths = hypergradient_paths(graph)
+    return [
+        (upper, lower)
+        for upper, lowers in graph.u2l.items()
+        for lower in lowers
+        if not any(path[1] == lower for path in paths.get(upper, []))
+    ]
+
+
+def nested_nodes(graph: GraphSpec) -> dict[str, list[str]]:
+    """Nodes whose estimator some path applies and that differentiate through lowers of their
+    own (a nested shape), with those lowers."""
+    applied = {
+        name for paths in hypergradient_paths(graph).values() for p in paths for name in p[1:-1]
+    }
+    return {
+        name: list(graph.u2l[name])
+        for name in graph.nodes
+        if name in applied and graph.u2l.get(name)
+    }

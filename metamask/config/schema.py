@@ -101,6 +101,9 @@ class NodeSpec:
     unroll_steps: Count = 1  # local steps before the upper nodes step (Betty unroll)
     optimizer: OptimizerSpec | None = None  # None: the node has no persistent parameters
     hypergradient: EstimatorSpec = field(default_factory=EstimatorSpec)  # toward its uppers
+    # true: accept an estimator that cannot be exact on this node's graph shape (darts, sama or
+    # unrolled on a node with lowers of its own: they hold those lowers fixed, as Betty does)
+    approximate: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)  # node-type options (flat in YAML)
 
 
@@ -167,4 +170,4 @@ class RunSpec:
 
 
 # the keys every node has; the others are its node type's own options (flat in YAML)
-NODE_COMMON_KEYS = ("type", "unroll_steps", "optimizer", "hypergradient")
+NODE_COMMON_KEYS = ("type", "unroll_steps", "optimizer", "hypergradient", "approximate")

@@ -14,8 +14,10 @@ convention), and keeps Betty's option names and defaults (``darts_alpha`` become
   (no in-place change of the parameters, so they come back bit for bit) and with the same
   random numbers for ``+eps`` and ``-eps`` (dropout or masks drawn inside the step no longer
   corrupt the difference);
-- no assertion that the lower node has no lower nodes of its own: as in Betty's ``darts``, the
-  lower's own indirect terms are left out of its optimality condition.
+- on a lower node with lowers of its own, ``neumann`` and ``cg`` solve with its *total*
+  Hessian (:mod:`metamask.hypergrad.nested`); ``darts`` and ``sama`` cannot (their finite
+  difference holds the node's lowers fixed), so the graph builder refuses them there unless
+  the node opts in with ``approximate: true`` (then they behave as Betty's).
 
 ``reinforce`` is not registered: Betty's is a stub (defined with 3 arguments, called with 4,
 body returns None).
@@ -34,13 +36,11 @@ from metamask.hypergrad.autodiff import (
     common_random_numbers,
     conjugate_gradient,
     grad_or_zeros,
-    hvp,
-    lower_gradient,
-    mixed_vjp,
     node_device,
     node_loss,
     norm,
 )
+from metamask.hypergrad.nested import Operator, forward_response, operators
 from metamask.hypergrad.protocol import HypergradNode
 from metamask.hypergrad.registry import register_estimator
 from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive
@@ -175,10 +175,35 @@ class NeumannOptions:
     alpha: Positive = 1.0  # step size; the series converges only for alpha < 2 / lambda_max(H)
 
 
+def neumann_solve(
+    matvec: Operator, vector: Sequence[torch.Tensor], options: NeumannOptions
+) -> Tensors:
+    """``x = alpha sum_{k=0..K} (I - alpha H)^k v`` with ``H x`` from ``matvec``."""
+    term = [v.detach() for v in vector]
+    total = list(term)
+    for _ in range(options.iterations):
+        h = matvec(term)
+        term = [t - options.alpha * ht for t, ht in zip(term, h, strict=True)]
+        total = [s + t for s, t in zip(total, term, strict=True)]
+    return [options.alpha * s for s in total]
+
+
+def neumann_jvp(
+    tangent: Sequence[torch.Tensor],
+    lower: HypergradNode,
+    upper: HypergradNode,
+    options: NeumannOptions,
+) -> Tensors:
+    """Forward twin of ``neumann``: ``-S (d2L/dw dtheta) t``, ``S`` the same series."""
+    return forward_response(lambda m, b: neumann_solve(m, b, options), tangent, lower, upper)
+
+
 @register_estimator(
     "neumann",
     NeumannOptions,
     "Betty's Neumann series: H^{-1} ~ alpha sum_k (I - alpha H)^k, K + 1 terms",
+    nested=True,
+    jvp=neumann_jvp,
 )
 def neumann(
     vector: Sequence[torch.Tensor],
@@ -186,17 +211,10 @@ def neumann(
     upper: HypergradNode,
     options: NeumannOptions,
 ) -> Tensors:
-    """``-(d2L/dtheta dw) x`` with ``x = alpha sum_{k=0..K} (I - alpha H)^k v``."""
-    params = lower.trainable_parameters()
-    _, grad_w = lower_gradient(lower)
-    term = [v.detach() for v in vector]
-    total = list(term)
-    for _ in range(options.iterations):
-        h = hvp(grad_w, params, term)
-        term = [t - options.alpha * ht for t, ht in zip(term, h, strict=True)]
-        total = [s + t for s, t in zip(total, term, strict=True)]
-    x = [options.alpha * s for s in total]
-    return mixed_vjp(grad_w, upper.trainable_parameters(), x)
+    """``-(d2L/dtheta dw) x`` with ``x = alpha sum_{k=0..K} (I - alpha H)^k v`` (``H``, ``d2L``:
+    total on a node with lowers of its own, :mod:`metamask.hypergrad.nested`)."""
+    matvec, project = operators(lower, upper)
+    return project(neumann_solve(matvec, vector, options))
 
 
 @dataclass(frozen=True)
@@ -208,21 +226,34 @@ class CGOptions:
     tol: NonNegative = 0.0  # stop when ||r|| <= tol * ||v||
 
 
+def cg_solve(matvec: Operator, vector: Sequence[torch.Tensor], options: CGOptions) -> Tensors:
+    """``x`` from ``iterations`` CG steps on ``(alpha H) y = v``, ``x = alpha y``."""
+
+    def scaled_hvp(x: Sequence[torch.Tensor]) -> Tensors:
+        return [options.alpha * h for h in matvec(x)]
+
+    y = conjugate_gradient(scaled_hvp, vector, options.iterations, options.tol)
+    return [options.alpha * yi for yi in y]
+
+
+def cg_jvp(
+    tangent: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: CGOptions
+) -> Tensors:
+    """Forward twin of ``cg``: ``-x``, ``x`` from CG on ``H x = (d2L/dw dtheta) t``."""
+    return forward_response(lambda m, b: cg_solve(m, b, options), tangent, lower, upper)
+
+
 @register_estimator(
     "cg",
     CGOptions,
     "conjugate gradient on H x = v (Betty's cg with its two update bugs fixed)",
+    nested=True,
+    jvp=cg_jvp,
 )
 def cg(
     vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: CGOptions
 ) -> Tensors:
-    """``-(d2L/dtheta dw) x`` with ``x`` from ``iterations`` CG steps on ``H x = v``."""
-    params = lower.trainable_parameters()
-    _, grad_w = lower_gradient(lower)
-
-    def scaled_hvp(x: Sequence[torch.Tensor]) -> Tensors:
-        return [options.alpha * h for h in hvp(grad_w, params, x)]
-
-    y = conjugate_gradient(scaled_hvp, vector, options.iterations, options.tol)
-    x = [options.alpha * yi for yi in y]
-    return mixed_vjp(grad_w, upper.trainable_parameters(), x)
+    """``-(d2L/dtheta dw) x`` with ``x`` from ``iterations`` CG steps on ``H x = v`` (``H``,
+    ``d2L``: total on a node with lowers of its own, :mod:`metamask.hypergrad.nested`)."""
+    matvec, project = operators(lower, upper)
+    return project(cg_solve(matvec, vector, options))

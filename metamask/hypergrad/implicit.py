@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 from torchopt.linear_solve import solve_cg, solve_inv
 
-from metamask.hypergrad.autodiff import Tensors, hvp, lower_gradient, mixed_vjp
+from metamask.hypergrad.autodiff import Tensors
+from metamask.hypergrad.nested import Operator, forward_response, operators
 from metamask.hypergrad.protocol import HypergradNode
 from metamask.hypergrad.registry import register_estimator
 from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive
@@ -46,25 +47,66 @@ class ImplicitNeumannOptions:
     alpha: Positive = 1.0  # step size; converges only for alpha < 2 / lambda_max(H)
 
 
+def _solve(solver: object, matvec: Operator, vector: Sequence[torch.Tensor]) -> Tensors:
+    """``x ~ H^{-1} v`` with a TorchOpt solver and ``H x`` from ``matvec``."""
+
+    def as_tuple(x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(matvec(x))
+
+    assert callable(solver)
+    return list(solver(as_tuple, tuple(v.detach() for v in vector)))
+
+
 def _solve_and_project(
     solver: object, vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode
 ) -> Tensors:
-    """Solve ``H x = v`` with a TorchOpt solver; return ``-(d2L/dtheta dw) x``."""
-    params = lower.trainable_parameters()
-    _, grad_w = lower_gradient(lower)
+    """Solve ``H x = v`` with a TorchOpt solver; return ``-(d2L/dtheta dw) x`` (``H``, ``d2L``:
+    total on a node with lowers of its own, :mod:`metamask.hypergrad.nested`)."""
+    matvec, project = operators(lower, upper)
+    return project(_solve(solver, matvec, vector))
 
-    def matvec(x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return tuple(hvp(grad_w, params, x))
 
-    assert callable(solver)
-    x = solver(matvec, tuple(v.detach() for v in vector))
-    return mixed_vjp(grad_w, upper.trainable_parameters(), list(x))
+def _cg_solver(options: ImplicitCGOptions) -> object:
+    return solve_cg(
+        maxiter=options.iterations,
+        rtol=options.rtol,
+        atol=options.atol,
+        ridge=options.ridge or None,
+    )
+
+
+def _neumann_solver(options: ImplicitNeumannOptions) -> object:
+    return solve_inv(ns=True, maxiter=options.iterations, alpha=options.alpha)
+
+
+def implicit_cg_jvp(
+    tangent: Sequence[torch.Tensor],
+    lower: HypergradNode,
+    upper: HypergradNode,
+    options: ImplicitCGOptions,
+) -> Tensors:
+    """Forward twin of ``implicit_cg``: ``-(H + ridge I)^{-1} (d2L/dw dtheta) t``."""
+    solver = _cg_solver(options)
+    return forward_response(lambda m, b: _solve(solver, m, b), tangent, lower, upper)
+
+
+def implicit_neumann_jvp(
+    tangent: Sequence[torch.Tensor],
+    lower: HypergradNode,
+    upper: HypergradNode,
+    options: ImplicitNeumannOptions,
+) -> Tensors:
+    """Forward twin of ``implicit_neumann``: the series applied to ``(d2L/dw dtheta) t``."""
+    solver = _neumann_solver(options)
+    return forward_response(lambda m, b: _solve(solver, m, b), tangent, lower, upper)
 
 
 @register_estimator(
     "implicit_cg",
     ImplicitCGOptions,
     "implicit function theorem, H x = v by TorchOpt's conjugate gradient",
+    nested=True,
+    jvp=implicit_cg_jvp,
 )
 def implicit_cg(
     vector: Sequence[torch.Tensor],
@@ -73,19 +115,15 @@ def implicit_cg(
     options: ImplicitCGOptions,
 ) -> Tensors:
     """``-(d2L/dtheta dw) (H + ridge I)^{-1} v`` with TorchOpt's CG."""
-    solver = solve_cg(
-        maxiter=options.iterations,
-        rtol=options.rtol,
-        atol=options.atol,
-        ridge=options.ridge or None,
-    )
-    return _solve_and_project(solver, vector, lower, upper)
+    return _solve_and_project(_cg_solver(options), vector, lower, upper)
 
 
 @register_estimator(
     "implicit_neumann",
     ImplicitNeumannOptions,
     "implicit function theorem, H^{-1} v by TorchOpt's Neumann series",
+    nested=True,
+    jvp=implicit_neumann_jvp,
 )
 def implicit_neumann(
     vector: Sequence[torch.Tensor],
@@ -94,5 +132,4 @@ def implicit_neumann(
     options: ImplicitNeumannOptions,
 ) -> Tensors:
     """``-(d2L/dtheta dw) alpha sum_{k=0..K} (I - alpha H)^k v`` with TorchOpt's series."""
-    solver = solve_inv(ns=True, maxiter=options.iterations, alpha=options.alpha)
-    return _solve_and_project(solver, vector, lower, upper)
+    return _solve_and_project(_neumann_solver(options), vector, lower, upper)

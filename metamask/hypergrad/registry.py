@@ -54,7 +54,7 @@ class Estimator:
     #: the forward response ``t -> (d lower*/d upper) t`` (a tangent on the upper's parameters to
     #: one on the lower's), which the total Hessian of the lower's own upper needs; None: the
     #: estimator cannot serve below a nested node
-    jvp: EstimatorFn | None = None
+    jvp: Callable[..., list[torch.Tensor]] | None = None
 
     def default_options(self) -> Any:
         """The options with every field at its default."""
@@ -83,7 +83,7 @@ def register_estimator(
     needs_trajectory: bool = False,
     reads_applied_grads: bool = False,
     nested: bool = False,
-    jvp: EstimatorFn | None = None,
+    jvp: Callable[..., list[torch.Tensor]] | None = None,
 ) -> Callable[[F], F]:
     """Decorator: register ``fn(vector, lower, upper, options)`` as estimator ``name``.
 

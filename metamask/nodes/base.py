@@ -33,7 +33,7 @@ from betty.configs import Config
 from betty.problems import ImplicitProblem
 from torch import nn
 
-from metamask import distributed
+from metamask import distributed, precision
 from metamask.errors import NonFiniteError
 from metamask.hypergrad.paths import path_gradient
 from metamask.hypergrad.registry import reads_applied_grads
@@ -57,9 +57,25 @@ class Node(ImplicitProblem):
     #: walks the upstream graph once instead of twice (both downstream graphs live at once)
     shares_upstream_forward = False
 
+    #: the explicit lowers whose responses this node's loss reads (u2l edges from it), and the
+    #: nodes its own response depends on: set by the graph builder (metamask.compose) for the
+    #: total Hessian of nested shapes (metamask.hypergrad.nested); empty outside a built graph
+    nested_lowers: tuple[Node, ...] = ()
+    responds_to: tuple[Node, ...] = ()
+
+    #: True: :meth:`backward` keeps the total gradient it set on each trainable parameter (the
+    #: direct term plus every path's hypergradient) in :attr:`last_gradients`
+    record_gradients: bool = False
+    #: the gradient of each trainable parameter from the last backward (``record_gradients``)
+    last_gradients: list[torch.Tensor] | None = None
+
     #: a non-finite loss term or gradient: "stop" raises NonFiniteError; "skip" drops the
     #: batch (no update) and counts it in :attr:`skipped` (set from ``train.on_nonfinite``)
     on_nonfinite: str = "stop"
+
+    #: ``train.precision`` (metamask.precision): the node's step runs under autocast for bf16 /
+    #: fp16, its backward outside it; set with :meth:`set_precision`
+    compute_precision: str = "fp32"
 
     def __init__(
         self,
@@ -93,6 +109,14 @@ class Node(ImplicitProblem):
         # around whichever override the node type defines (subclasses' own ``super()`` calls
         # go through the class and are not guarded twice).
         self.one_step_descent = self._guarded_descent  # type: ignore[method-assign]
+        self.backward = self._backward_outside_autocast  # type: ignore[method-assign]
+
+    def set_precision(self, mode: str) -> None:
+        """Run this node's steps in ``mode`` (fp32 | bf16 | fp16); fp16 gives a node with
+        parameters its own dynamic loss scaler (saved in :meth:`state_dict`)."""
+        self.compute_precision = mode
+        has_params = bool(self.trainable_parameters())
+        self.scaler = precision.make_scaler(self.device, mode) if has_params else None
 
     # -- what this node optimizes --------------------------------------------------------------
 
@@ -108,7 +132,10 @@ class Node(ImplicitProblem):
             distributed.broadcast_([*self.module.parameters(), *self.module.buffers()])
 
     def patch_data_loader(self, loader: Any) -> Any:
-        """Keep the loader: metamask's samplers shard batches themselves (metamask.sampling)."""
+        """Keep the loader: metamask's samplers shard batches themselves (metamask.sampling);
+        on CUDA it hands out batches copied from pinned memory without blocking."""
+        if callable(getattr(loader, "to_device", None)):
+            loader.to_device(self.device)
         return loader
 
     def patch_optimizer(self) -> None:
@@ -126,7 +153,11 @@ class Node(ImplicitProblem):
         if distributed.current() is not None:
             params = self.trainable_parameters()
             distributed.mean_([p.grad for p in params if p.grad is not None])
-            self._check_grads(params)
+            if self.scaler is None:
+                self._check_grads(params)
+        if self.scaler is not None:
+            self._scaled_step()
+            return
         if reads_applied_grads(self.estimator):
             self.applied_grads = [
                 torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
@@ -134,13 +165,39 @@ class Node(ImplicitProblem):
             ]
         super().optimizer_step(*args, **kwargs)
 
+    def _scaled_step(self) -> None:
+        """fp16: unscale, then step unless the gradients overflowed; a skipped step is counted
+        in :attr:`skipped` and logged (``overflow``, and the ``loss_scale`` it stepped at)."""
+        assert self.scaler is not None and self.optimizer is not None
+        scale = self.scaler.get_scale()
+        self.scaler.unscale_(self.optimizer)
+        params = self.trainable_parameters()
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        overflow = not math.isfinite(norm)
+        if not overflow:
+            self.last_metrics["grad_norm"] = norm
+            if reads_applied_grads(self.estimator):
+                self.applied_grads = [
+                    torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+                    for p in params
+                ]
+        self.scaler.step(self.optimizer)  # skips the update itself when a gradient is not finite
+        self.scaler.update()  # halves the scale after an overflow, grows it after a clean run
+        if overflow:
+            self.skipped += 1
+            self.last_metrics["overflow"] = 1.0
+        self.last_metrics["loss_scale"] = scale
+
     def record_metrics(self, terms: dict[str, Any]) -> dict[str, float]:
         """Keep this step's loss terms as floats; NonFiniteError names the first bad term.
 
         Under data parallelism the terms are averaged across processes first, so that every
-        process logs the same numbers and raises on the same step.
+        process logs the same numbers and raises on the same step. The tensors among the
+        terms reach the host in one transfer (one device synchronisation per step, which the
+        non-finite check needs on every step, logged or not; float64 holds each exactly).
         """
-        numbers = [float(v.detach()) if torch.is_tensor(v) else float(v) for v in terms.values()]
+        numbers = _to_floats(list(terms.values()))
         if distributed.current() is not None and numbers:
             averaged = torch.tensor(numbers, dtype=torch.float64, device=self.device)
             distributed.mean_([averaged])
@@ -164,6 +221,10 @@ class Node(ImplicitProblem):
         """The node type's ``one_step_descent``; with ``on_nonfinite: skip``, a NonFiniteError
         drops the batch: no parameter update, gradients cleared, buffers the forward pass
         changed (BatchNorm statistics of the bad batch) put back, the skip counted."""
+        with precision.autocast(self.device, self.compute_precision):
+            return self._skip_guard(batch)
+
+    def _skip_guard(self, batch: Any) -> dict[str, float]:
         if self.on_nonfinite != "skip":
             result: dict[str, float] = type(self).one_step_descent(self, batch)
             return result
@@ -190,6 +251,24 @@ class Node(ImplicitProblem):
             loss = self.scaler.scale(loss)
         return loss / self.gas, metrics
 
+    def _backward_outside_autocast(
+        self,
+        loss: torch.Tensor,
+        params: Sequence[torch.Tensor],
+        paths: Sequence[Sequence[Any]],
+        create_graph: bool = False,
+        retain_graph: bool = True,
+        allow_unused: bool = True,
+    ) -> None:
+        """The node type's ``backward`` with autocast off: the backward ops keep the dtypes
+        the forward chose, and the estimators' own passes run in fp32. A backward through an
+        in-graph hypergradient (MetaMAE's outer node: the double backward through the support
+        pass) runs wholly in fp32 (:func:`metamask.precision.full_precision`: no TF32 either)."""
+        strict = any(path[1].hypergradient_in_graph for path in paths)
+        region = precision.full_precision() if strict else precision.no_autocast()
+        with region:
+            type(self).backward(self, loss, params, paths, create_graph, retain_graph, allow_unused)
+
     def backward(
         self,
         loss: torch.Tensor,
@@ -213,7 +292,11 @@ class Node(ImplicitProblem):
         for i, path in enumerate(explicit):
             last = i == len(explicit) - 1
             self.set_grads(params, path_gradient(loss, path, retain_graph=retain_graph or not last))
-        if distributed.current() is None:  # otherwise after the average (optimizer_step)
+        if self.record_gradients:
+            self.last_gradients = [
+                torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params
+            ]
+        if distributed.current() is None and self.scaler is None:  # else in optimizer_step
             self._check_grads(params)
 
     def _check_grads(self, params: Sequence[torch.Tensor]) -> None:
@@ -311,6 +394,14 @@ class Node(ImplicitProblem):
     def local_step(self) -> int:
         """How many steps this node has taken."""
         return int(self._count)
+
+
+def _to_floats(values: Sequence[Any]) -> list[float]:
+    """Scalars (tensors or numbers) as Python floats, the tensors in one device transfer."""
+    found = [v for v in values if torch.is_tensor(v)]
+    tensors = [v.detach().reshape(()).to(found[0].device, torch.float64) for v in found]
+    moved = iter(torch.stack(tensors).tolist() if tensors else [])
+    return [next(moved) if torch.is_tensor(v) else float(v) for v in values]
 
 
 def _loader_position(node: str, loader: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ metamask nodes wired in a :class:`~metamask.graph.GraphEngine`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -339,3 +340,159 @@ class Chain:
         """Exact ``dF/dc`` with both lower levels at their optima."""
         b = self.solve_b(self.solve_a(c))
         return self.composed(c, b, torch.linalg.inv(self.ha), torch.linalg.inv(self.hb))
+
+
+# ----------------------------------------------------------------------------------------------
+# (d) the nested three-level problem: a middle level whose loss reads its lower's response
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Nested:
+    """(d) ``theta`` tunes ``v``, ``v`` tunes ``u``, and ``v``'s loss reads ``u*(v)``.
+
+    - bottom ``u`` (n_u): ``L_u(u, v) = u^T A u / 2 - u^T (C v + a)``, so ``u*(v) = u0 + U v``
+      with ``U = A^{-1} C`` and ``u0 = A^{-1} a``;
+    - middle ``v`` (n_v): ``L_v(v, u, theta) = v^T P v / 2 + v^T R u
+      + (u - E theta - e)^T Q (u - E theta - e) / 2 - v^T (D theta + d)``, minimised over ``v``
+      with ``u = u*(v)`` (``v`` differentiates through ``u``);
+    - top ``theta`` (p): ``F(theta, v, u) = f^T v + ||u - t||^2 / 2 + rho ||theta||^2 / 2`` at
+      ``v = v*(theta)``, ``u = u*(v*(theta))``.
+
+    Graph: ``u2l {v: [u], theta: [v, u]}``, ``l2u {u: [v], v: [theta]}``.
+
+    Closed form. ``l(v, theta) = L_v(v, u*(v), theta)`` is quadratic in ``v`` with the *total*
+    Hessian ``H = P + R U + U^T R^T + U^T Q U`` (``P`` alone is the partial one) and the total
+    mixed partial ``d2l/dv dtheta = -(D + U^T Q E)``; hence ``v*(theta) = H^{-1} (D theta + d
+    + U^T Q (E theta + e) - R u0 - U^T Q u0)`` and
+
+        dF/dtheta = rho theta + (D + U^T Q E)^T H^{-1} (f + U^T (u* - t))
+
+    (``f + U^T (u* - t)``: ``F``'s total derivative in ``v``, through ``u*(v)``).
+    :meth:`nested_objective` evaluates ``F`` by solving both levels, for finite differences.
+    """
+
+    a_mat: Tensor
+    c: Tensor
+    a: Tensor
+    p_mat: Tensor
+    r: Tensor
+    q: Tensor
+    e_mat: Tensor
+    e: Tensor
+    d_mat: Tensor
+    d: Tensor
+    f: Tensor
+    t: Tensor
+    rho: float = 0.1
+    name: str = "nested"
+
+    @classmethod
+    def make(
+        cls, nu: int = 5, nv: int = 4, p: int = 3, coupling: float = 0.5, seed: int = 0
+    ) -> Nested:
+        """A random instance; ``coupling`` scales ``C``, ``R`` and ``Q`` (how much ``v`` reads
+        ``u*(v)``); the total Hessian is checked positive definite."""
+        g = torch.Generator().manual_seed(seed)
+
+        def randn(*shape: int) -> Tensor:
+            return torch.randn(*shape, generator=g, dtype=DTYPE)
+
+        a_mat = spd_matrix(nu, 10.0, g)
+        p_mat = spd_matrix(nv, 10.0, g)
+        q_half = randn(nu, nu) / nu**0.5
+        problem = cls(
+            a_mat, coupling * randn(nu, nv), randn(nu),
+            p_mat, coupling * randn(nv, nu) / nu**0.5, coupling * (q_half @ q_half.T),
+            randn(nu, p), randn(nu), randn(nv, p), randn(nv), randn(nv), randn(nu),
+        )  # fmt: skip
+        smallest = float(torch.linalg.eigvalsh(problem.total_hessian()).min())
+        if smallest <= 0:
+            raise ValueError(f"Nested.make: total Hessian not positive definite ({smallest:.3g})")
+        return problem
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        """(n_u, n_v, p)."""
+        return self.a_mat.shape[0], self.p_mat.shape[0], self.d_mat.shape[1]
+
+    def theta0(self) -> Tensor:
+        return torch.linspace(-1, 1, self.sizes[2], dtype=DTYPE)
+
+    # -- the three losses (what the graph's nodes evaluate) -------------------------------------
+
+    def bottom_loss(self, u: Tensor, v: Tensor) -> Tensor:
+        return 0.5 * u @ (self.a_mat @ u) - u @ (self.c @ v + self.a)
+
+    def middle_loss(self, v: Tensor, u: Tensor, theta: Tensor) -> Tensor:
+        s = u - self.e_mat @ theta - self.e
+        return (
+            0.5 * v @ (self.p_mat @ v)
+            + v @ (self.r @ u)
+            + 0.5 * s @ (self.q @ s)
+            - v @ (self.d_mat @ theta + self.d)
+        )
+
+    def top_loss(self, theta: Tensor, v: Tensor, u: Tensor) -> Tensor:
+        return self.f @ v + 0.5 * (u - self.t) @ (u - self.t) + 0.5 * self.rho * theta @ theta
+
+    # -- closed forms ---------------------------------------------------------------------------
+
+    def response(self) -> Tensor:
+        """``U = du*/dv = A^{-1} C``."""
+        return torch.linalg.solve(self.a_mat, self.c)
+
+    def solve_u(self, v: Tensor) -> Tensor:
+        return torch.linalg.solve(self.a_mat, self.c @ v + self.a)
+
+    def total_hessian(self) -> Tensor:
+        """``H = P + R U + U^T R^T + U^T Q U``: the Hessian of ``L_v(v, u*(v), theta)`` in v."""
+        u = self.response()
+        return self.p_mat + self.r @ u + u.T @ self.r.T + u.T @ self.q @ u
+
+    def total_mixed(self) -> Tensor:
+        """``d2l / dv dtheta = -(D + U^T Q E)`` (n_v, p)."""
+        return -(self.d_mat + self.response().T @ self.q @ self.e_mat)
+
+    def solve_v(self, theta: Tensor) -> Tensor:
+        """``v*(theta)``: the zero of ``dl/dv = H v + (R + U^T Q) u0 - U^T Q (E theta + e)
+        - D theta - d``."""
+        u_mat, u0 = self.response(), self.solve_u(torch.zeros(self.sizes[1], dtype=DTYPE))
+        rhs = (
+            self.d_mat @ theta
+            + self.d
+            + u_mat.T @ self.q @ (self.e_mat @ theta + self.e)
+            - (self.r + u_mat.T @ self.q) @ u0
+        )
+        return torch.linalg.solve(self.total_hessian(), rhs)
+
+    def nested_objective(self, theta: Tensor) -> Tensor:
+        """``F(theta, v*(theta), u*(v*(theta)))`` by solving both levels."""
+        v = self.solve_v(theta)
+        return self.top_loss(theta, v, self.solve_u(v))
+
+    def exact_hypergradient(self, theta: Tensor) -> Tensor:
+        """``rho theta + (D + U^T Q E)^T H^{-1} (f + U^T (u* - t))``."""
+        v = self.solve_v(theta)
+        u_mat = self.response()
+        total_v = self.f + u_mat.T @ (self.solve_u(v) - self.t)
+        return self.rho * theta - self.total_mixed().T @ torch.linalg.solve(
+            self.total_hessian(), total_v
+        )
+
+    def partial_hypergradient(self, theta: Tensor, inverse: Tensor | None = None) -> Tensor:
+        """What Betty's paths compute here: ``rho theta + D^T S f`` (``S = P^{-1}`` for an exact
+        solve on the *partial* Hessian, ``S = I`` for darts): the path ``[theta, u, v, theta]``
+        is missing and ``v``'s estimator holds ``u`` fixed."""
+        s = torch.linalg.inv(self.p_mat) if inverse is None else inverse
+        return self.rho * theta + self.d_mat.T @ (s @ self.f)
+
+
+def central_differences(fn: Callable[[Tensor], Tensor], x: Tensor, step: float = 1e-5) -> Tensor:
+    """``dfn/dx`` by central differences, one coordinate at a time."""
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        h = torch.zeros_like(x)
+        h[i] = step
+        out[i] = (fn(x + h) - fn(x - h)) / (2 * step)
+    return out

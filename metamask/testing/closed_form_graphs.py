@@ -3,22 +3,29 @@
 :func:`bilevel_graph` wires a :mod:`~metamask.testing.closed_form` problem (``Ridge``,
 ``Quadratic``, ``LowRankQuadratic``) as a lower and an upper node; :func:`chain_graph` wires the
 three-level :class:`~metamask.testing.closed_form.Chain`. The upper nodes keep each step's total
-gradient, to compare with the problems' exact hypergradients.
+gradient, to compare with the problems' exact hypergradients. :func:`nested_graph` composes the
+nested :class:`~metamask.testing.closed_form.Nested` through the public graph API
+(:class:`~metamask.compose.GraphBuilder`, custom nodes), as a researcher would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from metamask.graph import GraphEngine
+from metamask.compose import GraphBuilder
+from metamask.config import spec_from_dict
+from metamask.data.base import DataBundle, DatasetInfo
+from metamask.graph import Graph, GraphEngine
 from metamask.hypergrad.registry import use_estimator
 from metamask.nodes.base import Node
 from metamask.nodes.differentiable import DifferentiableNode
-from metamask.testing.closed_form import DTYPE, Chain, Problem, Quadratic, initial_lower
+from metamask.testing.closed_form import DTYPE, Chain, Nested, Problem, Quadratic, initial_lower
 
 Tensor = torch.Tensor
 
@@ -226,3 +233,107 @@ def chain_graph(
         torch.device("cpu"),
     )
     return ChainGraph(chain, bottom, middle, top, engine)
+
+
+# ----------------------------------------------------------------------------------------------
+# (d) the nested three-level problem, through the public graph API
+# ----------------------------------------------------------------------------------------------
+
+#: a node's estimator as GraphBuilder.node takes it: a name, or a mapping with type and options
+EstimatorChoice = str | Mapping[str, Any]
+
+
+class _OneBatch(Dataset[int]):
+    """One empty batch: the closed-form losses read no data."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def _closed_form_bundle() -> DataBundle:
+    """The data a GraphBuilder asks for, although these losses read none (one dummy example)."""
+    info = DatasetInfo("closed-form", "tokens", (1,), (1,), 0, "spearman", vocab_size=2)
+    return DataBundle(info, _OneBatch(), _OneBatch(), _OneBatch())
+
+
+@dataclass
+class NestedGraph:
+    """The nested problem built by :class:`~metamask.compose.GraphBuilder` (custom nodes)."""
+
+    problem: Nested
+    graph: Graph
+
+    def run_top_step(self) -> Tensor:
+        """One engine iteration (u, v, then theta step once); theta's total gradient."""
+        self.graph.step()
+        top = self.graph.nodes["theta"]
+        assert top.last_gradients is not None, "theta did not step"
+        return top.last_gradients[0]
+
+
+def nested_graph(
+    problem: Nested,
+    estimator: EstimatorChoice = "cg",
+    bottom: EstimatorChoice | None = None,
+    approximate: bool = False,
+    u2l: Mapping[str, list[str]] | None = None,
+    l2u: Mapping[str, list[str]] | None = None,
+) -> NestedGraph:
+    """``problem`` as three custom nodes ``u``, ``v``, ``theta`` composed with GraphBuilder.
+
+    ``estimator`` is the middle node's (``v``), ``bottom`` the lowest's (``u``; default: the
+    same). Edges default to the issue's ``u2l {v: [u], theta: [v, u]}``, ``l2u {u: [v], v:
+    [theta]}``. Each level starts at its optimum for ``theta0`` (``v*(theta0)``, ``u*(v*)``)
+    and steps plain SGD without weight decay, so the gradients there are zero and one engine
+    iteration leaves them in place: ``theta``'s implicit estimators are evaluated where the
+    implicit function theorem holds. ``theta``'s gradient is read from ``last_gradients``.
+    Raises what ``GraphBuilder.build`` raises (refused estimator x shape combinations).
+    """
+    theta0 = problem.theta0()
+    v0 = problem.solve_v(theta0)
+    u_mod, v_mod, t_mod = Value(problem.solve_u(v0)), Value(v0), Value(theta0)
+    spec = spec_from_dict(
+        {
+            "name": "nested",
+            "data": {"dataset": "closed-form", "batch_size": 1},
+            "graph": {"nodes": {}},
+            "train": {"steps": 1, "log_every": 1},
+        },
+        source="<nested>",
+    )
+    builder = GraphBuilder(spec, _closed_form_bundle(), source="<nested>")
+    sgd = {"type": "sgd", "lr": 0.1, "weight_decay": 0.0}
+    builder.node(
+        "u",
+        module=u_mod,
+        loss=lambda batch: problem.bottom_loss(u_mod.value, v_mod.value),
+        data=_OneBatch(),
+        optimizer=sgd,
+        hypergradient=estimator if bottom is None else bottom,
+    )
+    builder.node(
+        "v",
+        module=v_mod,
+        loss=lambda batch: problem.middle_loss(v_mod.value, u_mod.value, t_mod.value),
+        data=_OneBatch(),
+        optimizer=sgd,
+        hypergradient=estimator,
+        approximate=approximate,
+    )
+    builder.node(
+        "theta",
+        module=t_mod,
+        loss=lambda batch: problem.top_loss(t_mod.value, v_mod.value, u_mod.value),
+        data=_OneBatch(),
+        optimizer={**sgd, "lr": 1e-12},
+    )
+    for upper, lowers in (u2l or {"v": ["u"], "theta": ["v", "u"]}).items():
+        builder.u2l(upper, *lowers)
+    for lower, uppers in (l2u or {"u": ["v"], "v": ["theta"]}).items():
+        builder.l2u(lower, *uppers)
+    graph = builder.build()
+    graph.nodes["theta"].record_gradients = True
+    return NestedGraph(problem, graph)
