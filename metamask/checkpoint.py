@@ -1,7 +1,8 @@
 """Atomic files: checkpoints that never execute code and never exist half-written.
 
 Every file metamask writes goes through :func:`atomic_write`: a temporary file in the same
-folder, flushed and fsync-ed, then renamed over the target. A crash or a full disk leaves the
+folder, flushed and fsync-ed, then renamed over the target, with the permissions of any new
+file (:func:`new_file_mode`: 0644 under the usual umask). A crash or a full disk leaves the
 previous file intact. Checkpoints hold only tensors and plain Python data, and are read back
 with ``torch.load(weights_only=True)``.
 """
@@ -35,6 +36,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, new_file_mode())  # mkstemp's 0600 -> the mode of any new file
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -51,6 +53,15 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def new_file_mode() -> int:
+    """The permissions of every file a run writes: those of any new file, 0666 less the
+    process's umask (0644 under the usual umask 022; 0600 under 077, for private runs).
+    ``metrics.jsonl``, opened normally, gets the same."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -12,10 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed, safe in threads and on servers
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -25,6 +21,7 @@ from metamask.graph import Graph
 from metamask.models.mae import MaskedAutoencoder
 from metamask.models.maskers import LearnedMasker
 from metamask.nodes.protocols import MaskedPretraining
+from metamask.pictures.figures import save_figure  # first: matplotlib on files only (Agg)
 
 if TYPE_CHECKING:
     from metamask.nodes.base import Node
@@ -60,9 +57,7 @@ def masking_picture(
         figure = _sequence_maps(prob_np, mask_np)
     if title:
         figure.suptitle(title)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def _show(image: np.ndarray) -> np.ndarray:
@@ -94,6 +89,9 @@ def _image_rows(
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
+    for i in range(n):
+        axes[i, 0].set_ylabel(f"example {i}")
+    axes[-1, 1].set_xlabel(f"patch column (of {gw}); rows: patch row (of {gh})", fontsize=8)
     axes[0, 0].set_title("input")
     axes[0, 1].set_title("masking probability")
     axes[0, 2].set_title(f"masked ({int(mask[0].sum())} of {mask.shape[1]})")
@@ -107,8 +105,11 @@ def _sequence_maps(prob: np.ndarray, mask: np.ndarray) -> plt.Figure:
     )
     picture = axes[0, 0].imshow(prob, aspect="auto", cmap="magma", vmin=0, vmax=1)
     axes[1, 0].imshow(mask, aspect="auto", cmap="gray_r", vmin=0, vmax=1)
-    axes[0, 0].set_title("masking probability (examples x positions)")
+    axes[0, 0].set_title("masking probability")
     axes[1, 0].set_title("masked positions (black)")
+    for ax in axes[:, 0]:
+        ax.set_xlabel("token position")
+        ax.set_ylabel("example")
     figure.colorbar(picture, ax=axes[0, 0])
     return figure
 

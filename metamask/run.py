@@ -1,7 +1,15 @@
-"""One run, end to end: spec -> data -> graph -> training -> evaluation -> results.json."""
+"""One run, end to end: spec -> data -> graph -> training -> evaluation -> results.json; and
+the evaluation of a finished run again from its folder (``metamask eval``).
+
+``results.json`` keeps every evaluation of the run: ``evaluations`` lists them in order (the
+run's own first, then each ``metamask eval``: when, at which checkpoint step, with which
+``eval`` settings, and the scores), and the top-level fields (``metric``, ``test``, ``val``,
+``probe_epoch``, ``probe_seconds``, ``finetune``) hold the newest value of each.
+"""
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import dataclass
@@ -12,19 +20,35 @@ import torch
 from rich.console import Console
 
 from metamask import distributed
-from metamask.checkpoint import write_json
+from metamask.checkpoint import load_checkpoint, write_json
 from metamask.compose import build_graph
 from metamask.config import RunSpec, spec_to_dict
-from metamask.errors import ConfigError
+from metamask.data.base import DataBundle
+from metamask.errors import CheckpointError, ConfigError
 from metamask.evaluate import ProbeResult, linear_probe
 from metamask.finetune import FinetuneResult, fine_tune
 from metamask.folder_lock import run_folder_lock
 from metamask.graph import Graph
-from metamask.plots import save_mask_picture
-from metamask.resume import read_resume_checkpoint
+from metamask.pictures.run_pictures import draw_run_pictures
+from metamask.resume import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    RESULTS_NAME,
+    budget_extension,
+    check_not_finished,
+    check_same_run,
+    read_resume_checkpoint,
+    resume_folder,
+    run_folder_spec,
+    saved_spec,
+    write_run_spec,
+)
 from metamask.seeding import seed_everything
 from metamask.spec_data import load_eval_data, load_pretrain_data
 from metamask.train import Trainer, TrainSummary
+
+#: what ``metamask eval --only`` may name
+EVALUATIONS = ("probe", "finetune")
 
 
 @dataclass
@@ -87,6 +111,13 @@ def _run_spec(
     """:func:`run_spec`'s body, with the run folder held."""
     console = console or Console(stderr=True)
     checkpoint = read_resume_checkpoint(spec, resume) if resume is not None else None
+    if checkpoint is not None and resume is not None:
+        folder = resume_folder(resume)
+        assert folder is not None
+        check_not_finished(checkpoint[0], spec, folder)
+        note = budget_extension(saved_spec(*checkpoint), spec)
+        if note is not None:
+            console.print(f"metamask: {note}", highlight=False, soft_wrap=True)
     if spec.train.threads > 0:
         torch.set_num_threads(spec.train.threads)
     parallel = distributed.current()
@@ -97,43 +128,217 @@ def _run_spec(
     trainer = Trainer(graph, spec, out_dir, console, progress)
     if checkpoint is not None:
         trainer.restore(*checkpoint)
+    if out_dir is not None and distributed.is_main():  # what `--resume DIR` alone reads
+        write_run_spec(out_dir, spec)
     summary = trainer.run()
     if parallel is not None:  # evaluation runs in rank 0 alone, outside data parallelism
         distributed.shutdown()
         if not parallel.is_main:
             return RunResult(graph, summary, None, {}, out_dir)
-    probe = None
     eval_bundle = load_eval_data(spec, bundle, source)
-    if spec.eval.enabled and eval_bundle.info.labelled:
-        started = time.perf_counter()
-        probe = linear_probe(graph.mae, eval_bundle, spec.eval.probe, device, spec.seed)
-        probe_seconds = time.perf_counter() - started
-    finetune = None  # after the probe: fine-tunes a copy, the pretrained encoder stays as is
-    if spec.eval.enabled and spec.eval.finetune is not None and eval_bundle.info.labelled:
-        finetune = fine_tune(graph.mae, eval_bundle, spec.eval.finetune, device, spec.seed)
+    wanted = EVALUATIONS if spec.eval.enabled else ()
+    evaluation = evaluate_model(graph, spec, eval_bundle, device, wanted, progress, console)
+    probe, finetune = evaluation.probe, evaluation.finetune
+    history = _earlier_evaluations(out_dir) if resume is not None else []
+    if evaluation.ran:
+        history.append(evaluation.entry("run", summary.steps, spec, eval_bundle.info.name))
     results = {
         "name": spec.name,
         "dataset": bundle.info.name,
         "eval_dataset": eval_bundle.info.name,
         "seed": spec.seed,
         "device": str(device),
+        "precision": spec.train.precision,
         "metric": probe.metric if probe else None,
         "test": probe.test if probe else None,
         "val": probe.val if probe else None,
         "probe_epoch": probe.epoch if probe else None,
-        "probe_seconds": probe_seconds if probe else None,
+        "probe_seconds": evaluation.probe_seconds,
         "finetune": finetune.to_dict() if finetune else None,
         "train": summary.to_dict(),
         "parameters": sum(p.numel() for p in graph.mae.parameters()),
         "spec": spec_to_dict(spec),
         "versions": versions(),
+        "evaluations": history,  # a resumed run keeps those of its earlier finish
     }
     if out_dir is not None:
-        write_json(out_dir / "results.json", results)
+        write_json(out_dir / RESULTS_NAME, results)
         if probe is not None:
             write_json(out_dir / "probe_curve.json", probe.curve)
-        save_mask_picture(graph, bundle.val, out_dir)  # MLO-MAE: what the masker learned
+        # losses.png, reconstructions.png, masks.png (a learned masker): nothing random drawn
+        draw_run_pictures(graph, bundle.val, out_dir, out_dir / METRICS_NAME)
     return RunResult(graph, summary, probe, results, out_dir, finetune)
+
+
+@dataclass
+class Evaluation:
+    """The scores of one evaluation of a pretrained model (either part may be absent)."""
+
+    probe: ProbeResult | None = None
+    probe_seconds: float | None = None
+    finetune: FinetuneResult | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.probe is not None or self.finetune is not None
+
+    def entry(self, by: str, step: int, spec: RunSpec, eval_dataset: str) -> dict[str, Any]:
+        """This evaluation as an entry of results.json's ``evaluations`` history."""
+        probe = self.probe
+        return {
+            "by": by,  # "run" (the end of training) or "eval" (metamask eval)
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "step": step,  # the engine step of the evaluated parameters
+            "eval_dataset": eval_dataset,
+            "eval": spec_to_dict(spec.eval),  # the settings it used
+            "metric": probe.metric if probe else None,
+            "test": probe.test if probe else None,
+            "val": probe.val if probe else None,
+            "probe_epoch": probe.epoch if probe else None,
+            "probe_seconds": self.probe_seconds,
+            "probe_curve": probe.curve if probe else None,
+            "finetune": self.finetune.to_dict() if self.finetune else None,
+        }
+
+
+def evaluate_model(
+    graph: Graph,
+    spec: RunSpec,
+    eval_bundle: DataBundle,
+    device: torch.device,
+    wanted: tuple[str, ...] = EVALUATIONS,
+    progress: bool = False,
+    console: Console | None = None,
+) -> Evaluation:
+    """The linear probe and (when ``eval.finetune`` is set) fine-tuning of ``graph``'s model,
+    those of ``wanted`` only; nothing for unlabelled evaluation data. Progress bars on
+    ``console`` (stderr) unless ``progress`` is False."""
+    result = Evaluation()
+    if not eval_bundle.info.labelled:
+        return result
+    if "probe" in wanted:
+        started = time.perf_counter()
+        result.probe = linear_probe(
+            graph.mae, eval_bundle, spec.eval.probe, device, spec.seed, progress, console
+        )
+        result.probe_seconds = time.perf_counter() - started
+    # after the probe: fine-tunes a copy, the pretrained encoder stays as is
+    if "finetune" in wanted and spec.eval.finetune is not None:
+        result.finetune = fine_tune(
+            graph.mae, eval_bundle, spec.eval.finetune, device, spec.seed, progress, console
+        )
+    return result
+
+
+def evaluate_run(
+    folder: Path,
+    overrides: list[str] | None = None,
+    only: str | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Evaluate the run in ``folder`` again from its checkpoint; returns the new results.json.
+
+    The spec is the folder's (``spec.yaml``, else the checkpoint's) with ``overrides``, which
+    may change only what does not change the trained model (``eval.*``, where the data lives,
+    the device, threads). ``only`` (``probe`` or ``finetune``) runs one part; by default the
+    probe, and fine-tuning when ``eval.finetune`` is set. Earlier results are kept: the new
+    evaluation is appended to ``evaluations`` (:mod:`metamask.run`'s docstring). The folder
+    is held while it is read and written (:mod:`metamask.folder_lock`).
+
+    Raises:
+        CheckpointError: ``folder`` is no run folder or holds no checkpoint; overrides that
+            would change the trained model.
+        ConfigError: fine-tuning asked for (``only=finetune``) without an ``eval.finetune``
+            block, or unlabelled evaluation data.
+    """
+    console = console or Console(stderr=True)
+    spec, source = run_folder_spec(folder, overrides or [], command="eval")
+    path = folder / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"eval {folder}: no {CHECKPOINT_NAME} in the folder: nothing to evaluate (the run "
+            "stopped before its first checkpoint)"
+        )
+    wanted = EVALUATIONS if only is None else (only,)
+    if wanted == ("finetune",) and spec.eval.finetune is None:
+        raise ConfigError(
+            f"eval {folder}: --only finetune, but the spec has no eval.finetune block; "
+            "set one, e.g. --set eval.finetune.epochs=20"
+        )
+    with run_folder_lock(folder):
+        state = load_checkpoint(path)
+        check_same_run(saved_spec(state, path), spec_to_dict(spec), path)
+        if spec.train.threads > 0:
+            torch.set_num_threads(spec.train.threads)
+        device = resolve_device(spec.train.device)
+        seed_everything(spec.seed)
+        bundle = load_pretrain_data(spec)
+        graph = build_graph(spec, bundle, device, source)
+        trainer = Trainer(graph, spec, None, console, progress=False)
+        trainer.restore(state, path)  # the parameters only: no folder, nothing tidied
+        eval_bundle = load_eval_data(spec, bundle, source)
+        if not eval_bundle.info.labelled:
+            raise ConfigError(
+                f"eval {folder}: the evaluation data {eval_bundle.info.name!r} has no labels: "
+                "nothing to probe or fine-tune"
+            )
+        evaluation = evaluate_model(graph, spec, eval_bundle, device, wanted, progress, console)
+        results = _read_results(folder / RESULTS_NAME)
+        if not results:  # a run stopped before its results: what the checkpoint tells
+            results = {
+                "name": spec.name,
+                "dataset": bundle.info.name,
+                "seed": spec.seed,
+                "train": {"steps": trainer.step, "seconds": trainer.elapsed_before},
+                "parameters": sum(p.numel() for p in graph.mae.parameters()),
+            }
+        history = list(results.get("evaluations") or [])
+        if not history and results.get("test") is not None:  # written before the history
+            history.append({"by": "run", **{k: results.get(k) for k in _SCORES}})
+        entry = evaluation.entry("eval", trainer.step, spec, eval_bundle.info.name)
+        history.append(entry)
+        for key in _SCORES:
+            if entry[key] is not None:
+                results[key] = entry[key]
+        results.update(
+            eval_dataset=eval_bundle.info.name,
+            device=str(device),
+            spec=spec_to_dict(spec),  # the spec the newest scores answer to
+            versions=versions(),
+            evaluations=history,
+        )
+        write_json(folder / RESULTS_NAME, results)
+        if evaluation.probe is not None:
+            write_json(folder / "probe_curve.json", evaluation.probe.curve)
+    return results
+
+
+#: results.json's top-level scores: the newest of each (an evaluation may compute a part)
+_SCORES = ("metric", "test", "val", "probe_epoch", "probe_seconds", "finetune")
+
+
+def _earlier_evaluations(folder: Path | None) -> list[dict[str, Any]]:
+    """The evaluations an earlier finish of this run wrote (a budget extension keeps them)."""
+    try:
+        results = _read_results(folder / RESULTS_NAME) if folder is not None else {}
+    except CheckpointError:
+        return []  # unreadable: the new results.json replaces it
+    earlier = results.get("evaluations")
+    return list(earlier) if isinstance(earlier, list) else []
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    """results.json as a mapping; {} when absent; CheckpointError when unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({exc}); move it aside") from None
+    if not isinstance(results, dict):
+        raise CheckpointError(f"{path}: expected a JSON object; move it aside")
+    return results
 
 
 def versions() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,31 @@ def test_rng_state_round_trips(tmp_path: Path) -> None:
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+def test_every_file_a_run_writes_has_the_mode_of_a_new_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One policy: 0666 less the umask, for atomic writes (mkstemp makes 0600) and for
+    metrics.jsonl (opened normally) alike; 027 here, so neither 0600 nor 0644 passes."""
+    from helpers import tiny_bundle, tiny_spec
+
+    from metamask.checkpoint import new_file_mode
+    from metamask.run import run_spec
+
+    bundle = tiny_bundle("signal1d")
+    monkeypatch.setattr("metamask.run.load_pretrain_data", lambda spec: bundle)
+    previous = os.umask(0o027)
+    try:
+        assert new_file_mode() == 0o640
+        atomic_write(tmp_path / "one.bin", lambda f: f.write(b"x"))
+        spec = tiny_spec(train={"steps": 2}, eval={"enabled": False})
+        run_spec(spec, tmp_path / "run", progress=False)
+    finally:
+        os.umask(previous)
+    assert new_file_mode() == 0o666 & ~previous  # the umask is read, then put back
+    files = [tmp_path / "one.bin", *(tmp_path / "run").iterdir()]
+    names = {f.name for f in files}
+    assert {"metrics.jsonl", "results.json", "checkpoint.pt", "losses.png"} <= names
+    modes = {f.name: oct(f.stat().st_mode & 0o777) for f in files}
+    assert set(modes.values()) == {"0o640"}, modes

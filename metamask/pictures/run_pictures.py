@@ -1,0 +1,36 @@
+"""The pictures at the end of a run: ``losses.png``, ``reconstructions.png``, ``masks.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from metamask.graph import Graph
+from metamask.pictures.curves import loss_curves
+from metamask.pictures.reconstructions import reconstruction_picture
+from metamask.plots import save_mask_picture, validation_examples
+
+LOSSES = "losses.png"
+RECONSTRUCTIONS = "reconstructions.png"
+
+
+def draw_run_pictures(
+    graph: Graph, dataset: Dataset, out_dir: Path, metrics: Path, count: int = 4
+) -> list[Path]:
+    """Write the run's pictures into ``out_dir`` and return their paths: the loss curves of
+    ``metrics`` (metrics.jsonl), reconstructions of the first ``count`` examples of
+    ``dataset`` (the validation split: the same examples every run) and, when the graph
+    learns its masks, ``masks.png``."""
+    step = graph.engine.global_step
+    written = [
+        loss_curves(metrics, out_dir / LOSSES, title=f"losses to engine step {step}"),
+        reconstruction_picture(
+            graph.mae,
+            validation_examples(dataset, count),
+            out_dir / RECONSTRUCTIONS,
+            title=f"validation examples, engine step {step}",
+        ),
+        save_mask_picture(graph, dataset, out_dir),
+    ]
+    return [path for path in written if path is not None]

@@ -1,0 +1,77 @@
+"""The pictures every run folder gets: present, non-trivial, and drawn without randomness."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import mlo_graph, mlo_spec, tiny_bundle, tiny_spec
+from PIL import Image
+
+from metamask.pictures.curves import read_metrics
+from metamask.pictures.run_pictures import draw_run_pictures
+from metamask.run import run_spec
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+
+def _non_trivial(path: Path) -> None:
+    """A real PNG of a sensible size that is not one colour."""
+    assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG", path
+    image = Image.open(path)
+    assert image.width >= 400 and image.height >= 300, (path, image.size)
+    pixels = np.asarray(image.convert("RGB"), dtype=float)
+    assert pixels.std() > 10, path  # drawn on, not a blank page
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, path
+
+
+@pytest.mark.parametrize("modality", ["image2d", "signal1d", "tokens"])
+def test_a_run_folder_gets_loss_curves_and_reconstructions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modality: str
+) -> None:
+    bundle = tiny_bundle(modality)
+    monkeypatch.setattr("metamask.run.load_pretrain_data", lambda spec: bundle)
+    spec = tiny_spec(train={"steps": 4, "log_every": 1}, eval={"enabled": False})
+    run_spec(spec, tmp_path, progress=False)
+    for name in ("losses.png", "reconstructions.png"):
+        _non_trivial(tmp_path / name)
+    assert not (tmp_path / "masks.png").exists()  # MetaMAE masks at random: no learned masker
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert set(rows) == {"adapt", "reconstruct"} and len(rows["reconstruct"]) == 4
+
+
+def test_a_learned_masker_run_also_gets_masks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tiny_bundle("signal1d")
+    monkeypatch.setattr("metamask.run.load_pretrain_data", lambda spec: bundle)
+    spec = mlo_spec(mlo_graph(), train={"steps": 2}, eval={"enabled": False})
+    run_spec(spec, tmp_path, progress=False)
+    for name in ("losses.png", "reconstructions.png", "masks.png"):
+        _non_trivial(tmp_path / name)
+
+
+def test_pictures_draw_nothing_at_random_and_leave_the_model_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tiny_bundle("image2d")
+    monkeypatch.setattr("metamask.run.load_pretrain_data", lambda spec: bundle)
+    spec = mlo_spec(mlo_graph(), train={"steps": 2}, eval={"enabled": False})
+    graph = run_spec(spec, tmp_path / "run", progress=False).graph
+    graph.train()
+    params = {k: v.clone() for k, v in graph.mae.state_dict().items()}
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    first = draw_run_pictures(graph, bundle.val, tmp_path / "a", tmp_path / "run/metrics.jsonl")
+    again = draw_run_pictures(graph, bundle.val, tmp_path / "b", tmp_path / "run/metrics.jsonl")
+    assert torch.equal(states[0], torch.get_rng_state())
+    assert np.array_equal(states[1][1], np.random.get_state()[1])
+    assert states[2] == random.getstate()
+    assert graph.mae.training  # modes restored
+    for key, value in graph.mae.state_dict().items():
+        assert torch.equal(value, params[key]), key
+    assert [p.name for p in first] == ["losses.png", "reconstructions.png", "masks.png"]
+    for a, b in zip(first, again, strict=True):  # the same examples and masks every time
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
