@@ -7,6 +7,7 @@ Both :mod:`metamask.run` and :mod:`metamask.compose` load data through here.
 from __future__ import annotations
 
 from metamask.config import RunSpec
+from metamask.config.origins import origin_of
 from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
 from metamask.data.registry import get_dataset, load_dataset
 from metamask.data.user_arrays import array_dataset_entry, load_array_dataset
@@ -39,15 +40,35 @@ def load_eval_data(spec: RunSpec, pretrain: DataBundle, source: str = "<spec>") 
     if spec.eval.dataset is None or spec.eval.dataset == pretrain.info.name:
         return pretrain
     bundle = load_dataset(spec.eval.dataset, load_options(spec))
-    ours, theirs = pretrain.info, bundle.info
+    _check_same_inputs(pretrain.info, bundle.info, source)
+    return bundle
+
+
+def check_eval_data(spec: RunSpec, source: str = "<spec>") -> None:
+    """Refuse, before training, an ``eval.dataset`` that is unknown, cannot load here, or whose
+    inputs differ from the pretraining data's (facts only: nothing is loaded)."""
+    name = spec.eval.dataset
+    if name is None or name == spec.data.dataset:
+        return
+    where = f"{origin_of(source, 'eval.dataset')}: eval.dataset"
+    try:
+        entry = get_dataset(name)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    reason = entry.requires(load_options(spec))
+    if reason is not None:
+        raise DataError(f"{where}: dataset {name}: {reason}")
+    _check_same_inputs(pretrain_info(spec), entry.info, source)
+
+
+def _check_same_inputs(ours: DatasetInfo, theirs: DatasetInfo, source: str) -> None:
     if (ours.modality, ours.input_shape, ours.vocab_size) != (
         theirs.modality,
         theirs.input_shape,
         theirs.vocab_size,
     ):
         raise DataError(
-            f"{source}: eval.dataset: {theirs.name} has {theirs.modality} inputs "
-            f"{theirs.input_shape} but the encoder was pretrained on {ours.name} "
-            f"({ours.modality} {ours.input_shape})"
+            f"{origin_of(source, 'eval.dataset')}: eval.dataset: {theirs.name} has "
+            f"{theirs.modality} inputs {theirs.input_shape} but the encoder was pretrained on "
+            f"{ours.name} ({ours.modality} {ours.input_shape})"
         )
-    return bundle

@@ -52,7 +52,17 @@ def spec_from_dict(
             name: _split_node(node, f"graph.nodes.{name}", source)
             for name, node in graph["nodes"].items()
         }
-    return parse_dataclass(RunSpec, data, source=source)
+    spec = parse_dataclass(RunSpec, data, source=source)
+    for part in ("encoder", "decoder"):  # what attention needs, said before a model is built
+        block = getattr(spec.model, part)
+        if block.width % block.heads:
+            raise _error(
+                source,
+                f"model.{part}.heads",
+                f"{block.heads} heads do not divide the {part} width {block.width}; "
+                "expected a divisor of the width",
+            )
+    return spec
 
 
 def _apply_backbone(model: dict[str, Any], source: str) -> dict[str, Any]:
