@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,6 +38,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from metamask import distributed
 from metamask.callbacks import Callback, MetricsLog
@@ -288,13 +289,13 @@ class Trainer:
                 callback.on_train_end(self)
 
     def _progress(self) -> Progress:
-        return Progress(
+        return _LossesBelow(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
-            TextColumn("[cyan]{task.fields[losses]}"),
             TimeElapsedColumn(),
+            TextColumn("left"),
             TimeRemainingColumn(),
             console=self.console,
             disable=not self.show_progress,
@@ -302,10 +303,22 @@ class Trainer:
         )
 
 
+class _LossesBelow(Progress):
+    """The bar on one line (about 70 columns), each node's current loss on the line below
+    (``name=value`` pairs: a narrow terminal or a log file wraps between nodes, never
+    inside a name or cuts one)."""
+
+    def get_renderables(self) -> Iterator[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            if task.fields.get("losses"):
+                yield Text(str(task.fields["losses"]), style="cyan")
+
+
 def _describe(latest: dict[str, dict[str, Any]]) -> str:
     parts = []
     for name, metrics in latest.items():
         main = metrics.get("loss", metrics.get("support"))
         if main is not None:
-            parts.append(f"{name} {main:.4f}")
+            parts.append(f"{name}={main:.4f}")
     return "  ".join(parts)
