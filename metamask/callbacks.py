@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -45,8 +44,9 @@ class Callback(Protocol):
 class MetricsLog:
     """``metrics.jsonl``: one JSON object per node per logged step (every ``every`` engine
     steps and at the last), with each loss term, the gradient norm, the learning rate and the
-    seconds since training started. Appended unbuffered, each step's rows in one write, so a
-    killed run leaves whole lines (a resumed run first drops the rows past its checkpoint)."""
+    run's training seconds (``time``: a resumed run continues from its checkpoint's clock, so
+    it never goes back). Appended unbuffered, each step's rows in one write, so a killed run
+    leaves whole lines (a resumed run first drops the rows past its checkpoint)."""
 
     def __init__(self, path: Path, every: int) -> None:
         self.path = path
@@ -66,7 +66,7 @@ class MetricsLog:
         if trainer.step % self.every and trainer.step != trainer.spec.train.steps:
             return
         assert self._handle is not None, "MetricsLog.on_train_start was not called"
-        elapsed = round(time.perf_counter() - trainer.started, 3)
+        elapsed = round(trainer.elapsed(), 3)
         rows = []
         for name in sorted(self._pending):
             row = {"step": trainer.step, "node": name, **trainer.latest[name], "time": elapsed}

@@ -4,6 +4,10 @@ The probe is trained with Adam on precomputed global-pool features (per-token fe
 token-level labels). Its epoch is chosen on the validation split and the test metric is reported
 at that epoch only -- unlike the published MetaMAE script, which reports the best test score
 over epochs (a selection on the test set).
+
+Evaluation can take minutes after training (feature extraction, then up to hundreds of
+epochs), so the probe and fine-tuning show a progress bar of their epochs on stderr
+(:func:`epoch_progress`), which ``--quiet`` turns off.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -103,8 +109,13 @@ def linear_probe(
     spec: ProbeSpec,
     device: torch.device,
     seed: int = 0,
+    progress: bool = False,
+    console: Console | None = None,
 ) -> ProbeResult:
-    """Train a linear head on frozen features; select the epoch on validation; score test there."""
+    """Train a linear head on frozen features; select the epoch on validation; score test there.
+
+    With ``progress``, a bar of the epochs (with the validation score) on ``console``.
+    """
     info = bundle.info
     pool = "tokens" if info.metric == "token_accuracy" else "global"
     splits = {
@@ -124,22 +135,51 @@ def linear_probe(
         generator=generator,
     )
     curve: list[dict[str, float]] = []
-    for _ in range(spec.epochs):
-        total, count = 0.0, 0
-        for feats, y in loader:
-            loss = probe_loss(info, head(feats), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, count = total + loss.item() * len(y), count + len(y)
-        with torch.no_grad():
-            row = {"loss": total / max(count, 1)}
-            for name in ("val", "test"):
-                feats, y = splits[name]
-                row[name] = score(info.metric, head(feats), y)
-        curve.append(row)
+    with epoch_progress(progress, console) as bar:
+        task = bar.add_task("linear probe", total=spec.epochs, score="")
+        for _ in range(spec.epochs):
+            curve.append(_probe_epoch(info, head, optimizer, loader, splits))
+            bar.update(task, advance=1, score=f"val {curve[-1]['val']:.4f}")
     best = max(range(len(curve)), key=lambda i: (curve[i]["val"], -i))  # earliest best epoch
     return ProbeResult(info.metric, curve[best]["test"], curve[best]["val"], best + 1, curve)
+
+
+def _probe_epoch(
+    info: DatasetInfo,
+    head: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> dict[str, float]:
+    """One epoch of the probe's head over the training features; its loss, val and test."""
+    total, count = 0.0, 0
+    for feats, y in loader:
+        loss = probe_loss(info, head(feats), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, count = total + loss.item() * len(y), count + len(y)
+    with torch.no_grad():
+        row = {"loss": total / max(count, 1)}
+        for name in ("val", "test"):
+            feats, y = splits[name]
+            row[name] = score(info.metric, head(feats), y)
+    return row
+
+
+def epoch_progress(enabled: bool, console: Console | None = None) -> Progress:
+    """A progress bar of an evaluation's epochs on stderr (the task's ``score`` field shows
+    the last validation score); narrow enough for an 80-column terminal or log."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[score]}"),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
 
 
 def _init_head(head: torch.nn.Linear, generator: torch.Generator) -> None:

@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from rich.console import Console
 from torch.utils.data import DataLoader, Dataset
 
 from metamask.config import FinetuneSpec
 from metamask.data.base import DataBundle
-from metamask.evaluate import probe_loss, score
+from metamask.evaluate import epoch_progress, probe_loss, score
 from metamask.models.heads import linear_head
 from metamask.models.mae import MaskedAutoencoder
 
@@ -67,8 +68,13 @@ def fine_tune(
     spec: FinetuneSpec,
     device: torch.device,
     seed: int = 0,
+    progress: bool = False,
+    console: Console | None = None,
 ) -> FinetuneResult:
-    """Fine-tune a copy of ``model`` on ``bundle.train``; select the epoch on ``bundle.val``."""
+    """Fine-tune a copy of ``model`` on ``bundle.train``; select the epoch on ``bundle.val``.
+
+    With ``progress``, a bar of the epochs (with the validation score) on ``console``.
+    """
     if spec.epochs < 1:
         raise ValueError(f"eval.finetune.epochs must be at least 1, got {spec.epochs}")
     started = time.perf_counter()
@@ -88,21 +94,24 @@ def fine_tune(
         warmup = spec.warmup_epochs * len(loader)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(warmup, total))
         curve: list[dict[str, float]] = []
-        for _ in range(spec.epochs):
-            classifier.train()
-            loss_sum, count = 0.0, 0
-            for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                loss = probe_loss(info, classifier(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                loss_sum, count = loss_sum + float(loss.detach()) * len(y), count + len(y)
-            row = {"loss": loss_sum / max(count, 1)}
-            for name in ("val", "test"):
-                row[name] = evaluate(classifier, getattr(bundle, name), info.metric, device)
-            curve.append(row)
+        with epoch_progress(progress, console) as bar:
+            task = bar.add_task("fine-tuning", total=spec.epochs, score="")
+            for _ in range(spec.epochs):
+                classifier.train()
+                loss_sum, count = 0.0, 0
+                for x, y in loader:
+                    x, y = x.to(device), y.to(device)
+                    loss = probe_loss(info, classifier(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    loss_sum, count = loss_sum + float(loss.detach()) * len(y), count + len(y)
+                row = {"loss": loss_sum / max(count, 1)}
+                for name in ("val", "test"):
+                    row[name] = evaluate(classifier, getattr(bundle, name), info.metric, device)
+                curve.append(row)
+                bar.update(task, advance=1, score=f"val {row['val']:.4f}")
     best = max(range(len(curve)), key=lambda i: (curve[i]["val"], -i))  # earliest best epoch
     return FinetuneResult(
         info.metric,

@@ -10,19 +10,34 @@ A resumed run must be the same run, so the spec it continues with may differ fro
 checkpoint's only in what does not change the trajectory: logging, checkpoint frequency,
 device, threads, the non-finite policy, the evaluation, where the data lives. Everything
 else (model, graph, data, seed, the step budget that schedules depend on) is compared key by
-key, and a difference is refused with the differing keys named.
+key, and a difference is refused with the differing keys named. One exception is stated, not
+silent: ``train.steps`` may grow (a budget extension, :func:`budget_extension`), and the run
+then says that it is no longer the run a fresh one of that budget would be.
+
+The folder holds what ``metamask run --resume DIR`` needs without the spec file: ``spec.yaml``
+(the resolved spec with every override, rewritten by each resume) and, inside the checkpoint,
+the run's clock (:func:`resume_clock`): the training seconds up to the checkpoint and the
+resume history, so that ``metrics.jsonl`` and ``results.json`` describe the whole run.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from metamask import distributed
 from metamask.checkpoint import atomic_write, load_checkpoint
-from metamask.config import RunSpec, spec_to_dict
+from metamask.config import (
+    RunSpec,
+    apply_override,
+    load_spec,
+    spec_from_dict,
+    spec_to_dict,
+    spec_to_yaml,
+)
 from metamask.errors import CheckpointError
 
 #: what a checkpoint's ``format`` entry must say for this metamask to continue it
@@ -30,6 +45,13 @@ CHECKPOINT_FORMAT = 2
 #: the files of a run folder that training writes
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
+#: the resolved spec of the run, every override included (what ``--resume DIR`` alone reads)
+SPEC_NAME = "spec.yaml"
+RESULTS_NAME = "results.json"
+#: the checkpoint entry holding the run's wall clock (not part of the training state)
+CLOCK = "clock"
+#: the one spec key that may change on resume only upwards, and then with a stated note
+BUDGET = "train.steps"
 
 #: spec keys (dotted prefixes) a resumed run may change
 MAY_CHANGE = (
@@ -67,8 +89,22 @@ def spec_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
 
 
 def check_same_run(saved_spec: Mapping[str, Any], spec: Mapping[str, Any], where: Path) -> None:
-    """CheckpointError naming the keys when ``spec`` would not continue the saved run."""
+    """CheckpointError naming the keys when ``spec`` would not continue the saved run.
+
+    A larger ``train.steps`` is a budget extension and passes (:func:`budget_extension` says
+    so); a smaller one is refused with its reason.
+    """
     differing = spec_differences(saved_spec, spec)
+    if BUDGET in differing:
+        before, after = flatten(saved_spec).get(BUDGET), flatten(spec).get(BUDGET)
+        if isinstance(before, int) and isinstance(after, int) and after > before:
+            differing.remove(BUDGET)
+        elif isinstance(before, int) and isinstance(after, int) and len(differing) == 1:
+            raise CheckpointError(
+                f"{where}: cannot resume with train.steps {after}: the run's budget is {before} "
+                "steps; a resume may only extend it (train.steps larger than "
+                f"{before}), since the schedules are laid out over the budget"
+            )
     if differing:
         old, new = flatten(saved_spec), flatten(spec)
         shown = ", ".join(
@@ -78,8 +114,24 @@ def check_same_run(saved_spec: Mapping[str, Any], spec: Mapping[str, Any], where
         raise CheckpointError(
             f"{where}: cannot resume: the spec differs from the checkpoint's in {shown}{more}; "
             "resume with the run's own spec (only logging, checkpointing, device, threads, "
-            "train.on_nonfinite and eval may change)"
+            "train.on_nonfinite and eval may change, and train.steps may grow)"
         )
+
+
+def budget_extension(saved_spec: Mapping[str, Any], spec: RunSpec) -> str | None:
+    """The line a resume prints when it extends the run's budget (``train.steps`` grew), else
+    None. The schedules (cosine decay, warm-up over the run) are laid out over the budget, so
+    from the checkpoint on they follow the new total: the result is a run of its own, not the
+    one a fresh run of the new budget would give bit for bit."""
+    before = flatten(saved_spec).get(BUDGET)
+    after = spec.train.steps
+    if not isinstance(before, int) or after <= before:
+        return None
+    return (
+        f"extending the budget from {before} to {after} steps: schedules over the run (cosine "
+        f"decay) now end at step {after}, so from the checkpoint on this run is no longer the "
+        f"one a fresh run of {after} steps would give bit for bit"
+    )
 
 
 def checkpoint_file(resume: Path) -> Path:
@@ -98,12 +150,111 @@ def read_resume_checkpoint(spec: RunSpec, resume: Path) -> tuple[dict[str, Any],
     """The checkpoint to continue from; CheckpointError when unreadable or from another spec."""
     path = checkpoint_file(resume)
     state = load_checkpoint(path)
+    check_same_run(saved_spec(state, path), spec_to_dict(spec), path)
+    return state, path
+
+
+def saved_spec(state: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The spec a checkpoint was written with (plain data, as :func:`spec_to_dict` gives)."""
     try:
         saved = json.loads(state["spec"])
     except (KeyError, TypeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: the checkpoint holds no readable spec") from None
-    check_same_run(saved, spec_to_dict(spec), path)
-    return state, path
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no readable spec")
+    return saved
+
+
+def check_not_finished(state: Mapping[str, Any], spec: RunSpec, folder: Path) -> None:
+    """Refuse to resume a run that has finished (its budget reached, results.json written):
+    nothing would train; say how to evaluate it again or extend its budget."""
+    step = int(state.get("step", 0))
+    if step >= spec.train.steps and (folder / RESULTS_NAME).is_file():
+        raise CheckpointError(
+            f"{folder}: the run is finished (step {step} of {spec.train.steps}): evaluate it "
+            f"again with `metamask eval {folder}`, or extend its budget with `metamask run "
+            f"--resume {folder} --set train.steps=N` (N > {step})"
+        )
+
+
+def write_run_spec(folder: Path, spec: RunSpec) -> Path:
+    """Write the run's resolved spec (every override applied) as ``DIR/spec.yaml``, atomically:
+    ``metamask run --resume DIR`` and ``metamask eval DIR`` read it back."""
+    path = folder / SPEC_NAME
+    text = spec_to_yaml(spec).encode()
+    atomic_write(path, lambda f: f.write(text))
+    return path
+
+
+def run_folder_spec(
+    folder: Path, overrides: Sequence[str] = (), command: str = "--resume"
+) -> tuple[RunSpec, str]:
+    """The spec of the run in ``folder`` with ``overrides`` applied, and the file it came from.
+
+    Read from ``DIR/spec.yaml``; a run written before that file existed falls back on the
+    spec its checkpoint holds. Raises CheckpointError (one line) when ``folder`` is not a run
+    folder: missing, or holding neither file.
+    """
+    if not folder.is_dir():
+        raise CheckpointError(f"{command} {folder}: no such run folder")
+    path = folder / SPEC_NAME
+    if path.is_file():
+        return load_spec(path, overrides), str(path)
+    checkpoint = folder / CHECKPOINT_NAME
+    if not checkpoint.is_file():
+        raise CheckpointError(
+            f"{command} {folder}: not a run folder (no {SPEC_NAME} and no {CHECKPOINT_NAME}); "
+            "give the folder `metamask run` wrote"
+        )
+    raw = yaml_form(saved_spec(load_checkpoint(checkpoint), checkpoint))
+    for item in overrides:
+        apply_override(raw, item)
+    return spec_from_dict(raw, source=str(checkpoint)), str(checkpoint)
+
+
+def yaml_form(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's spec (plain data) in the form a spec file has: each node's options and
+    its estimator's options flat again (as :func:`metamask.config.spec_to_yaml_dict` does)."""
+    raw: dict[str, Any] = json.loads(json.dumps(saved))
+    nodes = {}
+    for name, node in raw.get("graph", {}).get("nodes", {}).items():
+        options = node.pop("options", None) or {}
+        estimator = node.get("hypergradient") or {}
+        node["hypergradient"] = {
+            "type": estimator.get("type", "first_order"),
+            **(estimator.get("options") or {}),
+        }
+        nodes[name] = {**node, **options}
+    if nodes:
+        raw["graph"]["nodes"] = nodes
+    return raw
+
+
+def resume_clock(state: Mapping[str, Any], step: int) -> tuple[float, list[dict[str, Any]]]:
+    """From a checkpoint: the run's training seconds up to it, and its resume history with an
+    entry for this resume appended (``from_step``, ``at``: local time, ``seconds``: filled in
+    by :func:`clock_state` as this leg runs). A checkpoint written before the clock existed
+    counts as 0 seconds and no earlier resume."""
+    clock = state.get(CLOCK)
+    clock = clock if isinstance(clock, Mapping) else {}
+    elapsed = float(clock.get("elapsed", 0.0))
+    history = [dict(entry) for entry in clock.get("resumes", [])]
+    history.append({"from_step": step, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0})
+    return elapsed, history
+
+
+def clock_state(
+    elapsed_before: float, leg_seconds: float, history: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The checkpoint's clock: the whole run's training seconds (those the checkpoint it
+    resumed from held, plus this leg's), and the resume history with this leg's seconds.
+
+    Time a killed leg spent after its last checkpoint is not counted: the next leg repeats
+    those steps, and counts them once."""
+    resumes = [dict(entry) for entry in history]
+    if resumes:
+        resumes[-1]["seconds"] = leg_seconds
+    return {"elapsed": elapsed_before + leg_seconds, "resumes": resumes}
 
 
 def check_restorable(

@@ -50,8 +50,11 @@ from metamask.nodes.base import Node
 from metamask.resume import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
+    CLOCK,
     METRICS_NAME,
     check_restorable,
+    clock_state,
+    resume_clock,
     tidy_folder,
 )
 from metamask.seeding import rng_state, set_rng_state
@@ -61,13 +64,15 @@ from metamask.seeding import rng_state, set_rng_state
 class TrainSummary:
     """What a training run measured."""
 
-    steps: int  # engine iterations run in this call (after the resumed step, if any)
-    seconds: float  # wall time of those iterations
+    steps: int  # the run's engine iterations, resumed legs included
+    seconds: float  # the run's training wall time: the sum of its legs (metamask.resume)
     seconds_per_step: float  # median wall time per engine iteration (first 3 excluded)
     final: dict[str, dict[str, float]] = field(default_factory=dict)  # last metrics per node
     resumed_from: int | None = None  # the checkpoint's engine step, when resumed
     skipped: dict[str, int] = field(default_factory=dict)  # batches dropped per node (skip)
-    checkpoint_seconds: float = 0.0  # wall time spent writing checkpoints
+    checkpoint_seconds: float = 0.0  # wall time spent writing checkpoints (this call)
+    #: one entry per resume: from_step, at (local time), seconds (that leg's training time)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +83,7 @@ class TrainSummary:
             "resumed_from": self.resumed_from,
             "skipped": self.skipped,
             "checkpoint_seconds": self.checkpoint_seconds,
+            "resumes": self.resumes,
         }
 
 
@@ -114,6 +120,10 @@ class Trainer:
         #: every node's metrics at its last step (``local_step`` included)
         self.latest: dict[str, dict[str, Any]] = {}
         self.started = 0.0  # perf_counter at the start of run()
+        #: the run's training seconds before this call (a resumed checkpoint's clock)
+        self.elapsed_before = 0.0
+        self.resumes: list[dict[str, Any]] = []  # the resume history (metamask.resume)
+        self._ended: float | None = None  # perf_counter after the last step of run()
         self._signal: int | None = None
         self.callbacks: list[Callback] = []
         if self.writes and out_dir is not None:
@@ -132,6 +142,7 @@ class Trainer:
         checkpoint_due = False
         self.graph.train()
         start = self.started = time.perf_counter()
+        self._ended = None
         with self._signals(), self._callbacks(), self._progress() as bar:
             task = bar.add_task("pretraining", total=total, completed=self.step, losses="", rate="")
             while self.step < total:
@@ -155,18 +166,34 @@ class Trainer:
                         checkpoint_due = False
                     if distributed.any_true(self._signal is not None):
                         self._stop_on_signal()
+        self._ended = time.perf_counter()  # the final checkpoint and the summary: one clock
         if self.out_dir is not None:
             self.save()
+        clock = self._clock()
         steady = durations[3:] if len(durations) > 3 else durations
         return TrainSummary(
-            steps=len(durations),
-            seconds=time.perf_counter() - start,
+            steps=self.step,
+            seconds=clock["elapsed"],
             seconds_per_step=statistics.median(steady) if steady else 0.0,
             final={k: {m: v for m, v in d.items() if m != "local_step"} for k, d in latest.items()},
             resumed_from=self.resumed_from,
             skipped={n: node.skipped for n, node in self.graph.nodes.items() if node.skipped},
             checkpoint_seconds=self.checkpoint_seconds,
+            resumes=clock["resumes"],
         )
+
+    def elapsed(self) -> float:
+        """The run's training seconds so far: earlier legs (from the checkpoint resumed) plus
+        this call of :meth:`run`."""
+        return self.elapsed_before + self._leg_seconds()
+
+    def _leg_seconds(self) -> float:
+        """Seconds of this call of :meth:`run`, up to its last step once that is done."""
+        end = self._ended if self._ended is not None else time.perf_counter()
+        return end - self.started
+
+    def _clock(self) -> dict[str, Any]:
+        return clock_state(self.elapsed_before, self._leg_seconds(), self.resumes)
 
     def _engine_step(self) -> list[Node]:
         try:
@@ -194,6 +221,7 @@ class Trainer:
             "spec": json.dumps(spec_to_dict(self.spec)),
             "nodes": {name: node.state_dict() for name, node in self.graph.nodes.items()},
             "rng": rng_state(),
+            CLOCK: self._clock(),  # wall time, not training state: no effect on the run
         }
 
     def save(self) -> Path | None:
@@ -224,6 +252,7 @@ class Trainer:
             node.load_state_dict(nodes[name])
         self.graph.engine.global_step = int(state["global_step"])
         self.step = self.last_checkpoint = self.resumed_from = step
+        self.elapsed_before, self.resumes = resume_clock(state, step)
         set_rng_state(state["rng"])
         if self.writes and self.out_dir is not None:
             tidy_folder(self.out_dir, self.step)
@@ -269,7 +298,7 @@ class Trainer:
             return " (no checkpoint)"
         return (
             f"; checkpoint at step {self.last_checkpoint} in {self.out_dir} "
-            f"(continue with --resume {self.out_dir})"
+            f"(continue with: metamask run --resume {self.out_dir})"
         )
 
     # -- logging ---------------------------------------------------------------------------------

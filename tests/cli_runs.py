@@ -85,6 +85,16 @@ def metric_rows(path: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "time"} for row in rows]
 
 
+def training_state(path: Path) -> dict[str, Any]:
+    """A checkpoint without its wall clock (``metamask.resume.CLOCK``: seconds and resume
+    times, which differ between any two runs): what must be bitwise equal."""
+    from metamask.resume import CLOCK
+
+    state = load_checkpoint(path)
+    state.pop(CLOCK)
+    return state
+
+
 def assert_identical(a: Any, b: Any, where: str = "checkpoint") -> None:
     """Recursively equal: tensors bit for bit (torch.equal), everything else with ==."""
     if torch.is_tensor(a):

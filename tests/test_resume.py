@@ -1,4 +1,6 @@
-"""A resumed run is the same run: bitwise-equal parameters after a real SIGKILL and --resume."""
+"""A resumed run is the same run: bitwise-equal parameters after a real SIGKILL and --resume
+(with the spec, or with the run folder alone); its metrics and results describe the whole run;
+a finished run's budget is extended only when asked, and said so."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import TINY, assert_identical, metric_rows, run, start, wait_for_step
+from cli_runs import (
+    TINY,
+    assert_identical,
+    metric_rows,
+    run,
+    start,
+    training_state,
+    wait_for_step,
+)
 from helpers import MAE_GRAPH, tiny_bundle, tiny_spec
 
 from metamask.checkpoint import load_checkpoint
@@ -66,8 +76,8 @@ def test_sigkill_at_an_arbitrary_step_then_resume_is_bitwise_equal(
     assert reference.returncode == 0, err
     where = f"killed at step {seen} (checkpoint {saved})"
     assert_identical(
-        load_checkpoint(tmp_path / "reference" / "checkpoint.pt"),
-        load_checkpoint(victim_dir / "checkpoint.pt"),
+        training_state(tmp_path / "reference" / "checkpoint.pt"),
+        training_state(victim_dir / "checkpoint.pt"),
         where,
     )
     assert metric_rows(victim_dir / "metrics.jsonl") == metric_rows(
@@ -76,6 +86,124 @@ def test_sigkill_at_an_arbitrary_step_then_resume_is_bitwise_equal(
     results = json.loads((victim_dir / "results.json").read_text())
     assert results["train"]["resumed_from"] == saved
     assert not list(victim_dir.glob(".*.tmp"))  # a write cut by the kill is cleaned up
+
+
+def test_sigkill_then_resume_with_the_run_folder_alone(tmp_path: Path) -> None:
+    """`metamask run --resume DIR` with nothing else: the spec and every --set come from the
+    folder; the end is bitwise the uninterrupted run's; metrics and results span the run."""
+    steps = 10
+    args = [
+        "problems/metamae-basicmotions.yaml",
+        *TINY,
+        "--set",
+        f"train.steps={steps}",
+        "--set",
+        "train.checkpoint_every=2",
+    ]
+    kill_at = random.Random().randint(3, steps - 3)
+    reference = start("run", *args, "--out", str(tmp_path / "reference"))
+    victim_dir = tmp_path / "victim"
+    victim = start("run", *args, "--out", str(victim_dir))
+    seen = wait_for_step(victim, victim_dir / "metrics.jsonl", kill_at)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    saved = load_checkpoint(victim_dir / "checkpoint.pt")
+    before = saved["clock"]["elapsed"]
+    assert saved["step"] >= 2 and before > 0
+
+    resumed = run("run", "--resume", str(victim_dir), "--quiet")  # the folder alone
+    assert resumed.returncode == 0, resumed.stderr
+    _, err = reference.communicate(timeout=180)
+    assert reference.returncode == 0, err
+    where = f"killed at step {seen} (checkpoint {saved['step']})"
+    assert_identical(
+        training_state(tmp_path / "reference" / "checkpoint.pt"),
+        training_state(victim_dir / "checkpoint.pt"),
+        where,
+    )
+    assert metric_rows(victim_dir / "metrics.jsonl") == metric_rows(
+        tmp_path / "reference" / "metrics.jsonl"
+    ), where
+    times = [json.loads(line)["time"] for line in (victim_dir / "metrics.jsonl").open()]
+    assert times == sorted(times), f"{where}: time goes back: {times}"
+    train = json.loads((victim_dir / "results.json").read_text())["train"]
+    assert train["steps"] == steps and train["resumed_from"] == saved["step"]
+    [resume] = train["resumes"]
+    assert resume["from_step"] == saved["step"] and resume["at"][:2] == "20"
+    assert train["seconds"] == pytest.approx(before + resume["seconds"])
+    assert train["seconds"] > times[0]
+    clock = load_checkpoint(victim_dir / "checkpoint.pt")["clock"]
+    assert clock["resumes"] == train["resumes"]
+
+
+def test_a_signal_hint_gives_a_command_that_works_as_given(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    args = ["problems/mae-basicmotions.yaml", *TINY, "--set", "train.steps=200"]
+    victim = start("run", *args, "--out", str(folder))
+    wait_for_step(victim, folder / "metrics.jsonl", 2)
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=120)
+    assert victim.returncode == 143, err
+    hint = err.split("continue with: ")[1].split(")")[0].split()
+    assert hint == ["metamask", "run", "--resume", str(folder)], err
+    finish = run(*hint[1:], "--quiet")  # as printed (--quiet only hides the bar)
+    assert finish.returncode == 0, finish.stderr
+    assert json.loads((folder / "results.json").read_text())["train"]["steps"] == 200
+
+
+def _finished(tmp_path: Path, *extra: str) -> Path:
+    out = tmp_path / "run"
+    code = main(
+        ["run", "problems/mae-basicmotions.yaml", "--out", str(out), *TINY, "--set",
+         "train.steps=4", "--set", "eval.enabled=true", "--set", "eval.probe.epochs=2", *extra]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_a_finished_run_is_extended_only_when_asked_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _finished(tmp_path)
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the run is finished (step 4 of 4)" in err, err
+    assert f"metamask eval {out}" in err and "--set train.steps=N" in err
+
+    assert main(["run", "--resume", str(out), "--set", "train.steps=3", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "may only extend it" in err and len(err.splitlines()) == 1, err
+
+    assert main(["run", "--resume", str(out), "--set", "train.steps=6", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "extending the budget from 4 to 6 steps" in err, err
+    assert "no longer the one a fresh run of 6 steps would give" in err
+    results = json.loads((out / "results.json").read_text())
+    assert results["train"]["steps"] == 6 and results["train"]["resumes"][0]["from_step"] == 4
+    assert [e["step"] for e in results["evaluations"]] == [4, 6]  # the first finish kept
+    assert "steps: 6" in (out / "spec.yaml").read_text()  # the next --resume DIR continues it
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 6
+
+
+def test_resume_without_a_spec_needs_a_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run"]) == 2
+    assert "give a SPEC file, or --resume DIR" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["run", "--resume", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a run folder (no spec.yaml and no checkpoint.pt)" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_run_without_spec_yaml_resumes_from_the_checkpoint_spec(tmp_path: Path) -> None:
+    out = _finished(tmp_path)
+    (out / "spec.yaml").unlink()  # a run written before the folder held its spec
+    (out / "results.json").unlink()
+    assert main(["run", "--resume", str(out), "--set", "train.steps=5", "--quiet"]) == 0
+    assert json.loads((out / "results.json").read_text())["train"]["steps"] == 5
 
 
 def _trainer(steps: int, out: Path, graph: dict | None = None) -> Trainer:
@@ -101,6 +229,7 @@ def test_restore_across_epochs_continues_bit_for_bit(tmp_path: Path, graph: dict
     whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     whole.pop("spec"), cut.pop("spec")  # train.steps differs: 11 vs the first leg's 7
+    whole.pop("clock"), cut.pop("clock")  # wall time
     assert_identical(whole, cut)
     assert cut["nodes"][next(iter(cut["nodes"]))]["data"]["epochs"] == [5]
 

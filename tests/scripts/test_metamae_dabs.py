@@ -96,14 +96,17 @@ def test_reprobe_evaluates_a_finished_run_again_from_its_checkpoint(
     first = json.loads((run / "results.json").read_text())
     assert reprobe.main([str(run)]) == 0  # same probe settings: the same answer
     again = json.loads((run / "results.json").read_text())
-    assert again["test"] == first["test"] and again["reprobed"]["previous_test"] == first["test"]
+    assert again["test"] == first["test"]
+    assert [e["test"] for e in again["evaluations"]] == [first["test"], first["test"]]
     assert again["train"] == first["train"] and again["spec"] == first["spec"]
     assert reprobe.main([str(run), "--set", "eval.probe.epochs=3"]) == 0
     third = json.loads((run / "results.json").read_text())
     assert third["spec"]["eval"]["probe"]["epochs"] == 3
+    assert [e["eval"]["probe"]["epochs"] for e in third["evaluations"]][-1] == 3
+    assert len(third["evaluations"]) == 3  # the earlier evaluations are kept
     assert len(json.loads((run / "probe_curve.json").read_text())) == 3
     assert (
         example.main([*args, "--reuse", "--set", "eval.probe.epochs=3"]) == 0
     )  # kept, not retrained
-    assert json.loads((run / "results.json").read_text())["reprobed"] == third["reprobed"]
+    assert json.loads((run / "results.json").read_text())["evaluations"] == third["evaluations"]
     assert reprobe.main([str(tmp_path / "nowhere")]) == 2
