@@ -17,7 +17,7 @@ from betty.configs import EngineConfig
 from betty.engine import Engine
 from betty.logging.logger_base import get_logger as _betty_logger
 
-from metamask import distributed
+from metamask import distributed, precision
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext
@@ -84,6 +84,14 @@ class Graph:
     engine: GraphEngine
     nodes: dict[str, Node]
     context: BuildContext
+
+    def __post_init__(self) -> None:
+        """Every node steps in ``train.precision`` (autocast, fp16 loss scalers; TF32 on CUDA
+        when fp32 is asked: :mod:`metamask.precision`)."""
+        mode = self.context.spec.train.precision
+        precision.configure_device(self.engine.device, mode)
+        for node in self.nodes.values():
+            node.set_precision(mode)
 
     def step(self) -> list[Node]:
         """One engine iteration (every leaf steps once); returns the nodes that stepped."""

@@ -253,13 +253,13 @@ def evaluate_run(
             block, or unlabelled evaluation data.
     """
     console = console or Console(stderr=True)
-    spec, source = run_folder_spec(folder, overrides or [], command="eval")
     path = folder / CHECKPOINT_NAME
-    if not path.is_file():
+    if folder.is_dir() and not path.is_file():
         raise CheckpointError(
             f"eval {folder}: no {CHECKPOINT_NAME} in the folder: nothing to evaluate (the run "
             "stopped before its first checkpoint)"
         )
+    spec, source = run_folder_spec(folder, overrides or [], command="eval")
     wanted = EVALUATIONS if only is None else (only,)
     if wanted == ("finetune",) and spec.eval.finetune is None:
         raise ConfigError(

@@ -100,12 +100,28 @@ class ResumableLoader(DataLoader):
     consumes the global torch RNG, and it accepts Betty's ``set_epoch`` (the sampler counts
     epochs itself). Loading in the main process (no workers) keeps the sampler's position
     exact: no batch is fetched ahead of its use.
+
+    For a CUDA node (:meth:`to_device`), batches are collated into pinned host memory and
+    copied with ``non_blocking=True``: the copy overlaps the work already queued on the GPU.
     """
 
     batch_sampler: ResumableBatchSampler
 
     def __init__(self, dataset: Dataset, sampler: ResumableBatchSampler) -> None:
         super().__init__(dataset, batch_sampler=sampler, generator=torch.Generator())
+        self.device: torch.device | None = None
+
+    def to_device(self, device: torch.device) -> None:
+        """Hand out batches already on ``device`` (pinned + non-blocking copies on CUDA)."""
+        if device.type == "cuda":
+            self.device = device
+            self.pin_memory = True
+
+    def __iter__(self) -> Any:
+        batches = super().__iter__()
+        if self.device is None:
+            return batches
+        return (_moved(batch, self.device) for batch in batches)
 
     def set_epoch(self, epoch: int) -> None:
         """Betty calls this at each epoch under its distributed strategy; nothing to do."""
@@ -115,3 +131,14 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batch_sampler.load_state_dict(state)
+
+
+def _moved(batch: Any, device: torch.device) -> Any:
+    """A collated batch's tensors on ``device`` (non-blocking: they come from pinned memory)."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple | list):
+        return type(batch)(_moved(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: _moved(value, device) for key, value in batch.items()}
+    return batch

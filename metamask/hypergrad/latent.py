@@ -38,14 +38,19 @@ Solve = Callable[[Any, SupportLoss, torch.Tensor], torch.Tensor]
 def in_fp32(solve: Solve) -> Solve:
     """A solver's ``__call__`` in fp32 whatever ``train.precision`` is: the support pass, its
     latent gradient and (recorded now, run in the outer backward) its double backward
-    (:mod:`metamask.precision`). The amortized latent enters as fp32."""
+    (:mod:`metamask.precision`). A bf16 / fp16 amortized latent enters as fp32."""
 
     @functools.wraps(solve)
     def wrapped(self: Any, loss_fn: SupportLoss, z0: torch.Tensor) -> torch.Tensor:
         with full_precision():
-            return solve(self, loss_fn, z0.float())
+            return solve(self, loss_fn, _widened(z0))
 
     return wrapped
+
+
+def _widened(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as fp32 when autocast left it in bf16 / fp16 (fp32 and fp64 stay as they are)."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ class ImplicitLatent(LatentSolver):
 
             with full_precision():  # run in the outer backward: CG on fp32 HVPs
                 (u,) = conjugate_gradient(
-                    matvec, [g.detach().float()], self.extra.iterations, self.extra.tol
+                    matvec, [_widened(g.detach())], self.extra.iterations, self.extra.tol
                 )
             return u
 

@@ -25,6 +25,7 @@ import torch
 from metamask import distributed
 from metamask.hypergrad.protocol import HypergradNode
 from metamask.hypergrad.registry import get_estimator
+from metamask.precision import full_precision
 
 
 def path_gradient(
@@ -47,7 +48,8 @@ def path_gradient(
                 f"{estimator.options_type.__name__} options, got {type(options).__name__} "
                 "(select estimators with metamask.hypergrad.use_estimator)"
             )
-        vector = estimator.fn(vector, lower, upper, options)
+        with full_precision():  # HVPs, solves, finite differences: fp32 (metamask.precision)
+            vector = estimator.fn(vector, lower, upper, options)
         distributed.mean_(vector)
     return vector
 
@@ -92,4 +94,5 @@ def apply_estimator(
     options = lower.estimator_options
     if options is None:
         options = estimator.default_options()
-    return estimator.fn(vector, lower, upper, options)
+    with full_precision():  # HVPs, solves, finite differences: fp32 (metamask.precision)
+        return estimator.fn(vector, lower, upper, options)
