@@ -219,7 +219,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     processes = distributed.world_size()
     across = f" on {processes} processes" if processes > 1 else ""
     console.print(f"[bold]{spec.name}[/]: {what}{across} -> {out}")
-    result = run_spec(spec, out, source=source, progress=not args.quiet, resume=args.resume)
+    result = run_spec(
+        spec, out, source=source, progress=not args.quiet, resume=args.resume, finished_ok=False
+    )
     if not main_process:
         return 0
     row = results_row(result.results)  # every metric computed: probe and fine-tuning

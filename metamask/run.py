@@ -85,19 +85,22 @@ def run_spec(
     progress: bool = True,
     console: Console | None = None,
     resume: Path | None = None,
+    finished_ok: bool = True,
 ) -> RunResult:
     """Pretrain the spec's graph, evaluate it, and (with ``out_dir``) write results.json.
 
     With ``resume`` (a run folder or its checkpoint file), training continues from the
-    checkpoint, which must come from the same spec (see :mod:`metamask.resume`). The folder
-    is held for the run (:mod:`metamask.folder_lock`): a second process is refused. Under data
-    parallelism (:mod:`metamask.distributed`) every process trains; rank 0 evaluates and
+    checkpoint, which must come from the same spec (see :mod:`metamask.resume`). Resuming a
+    finished run trains nothing and evaluates it again (earlier evaluations kept); with
+    ``finished_ok=False`` (the command line) it is refused, pointing to ``metamask eval``.
+    The folder is held for the run (:mod:`metamask.folder_lock`): a second process is refused.
+    Under data parallelism (:mod:`metamask.distributed`) every process trains; rank 0 evaluates and
     writes the files.
     """
     if out_dir is None or not distributed.is_main():  # only the writing process holds it
-        return _run_spec(spec, out_dir, source, progress, console, resume)
+        return _run_spec(spec, out_dir, source, progress, console, resume, finished_ok)
     with run_folder_lock(out_dir):
-        return _run_spec(spec, out_dir, source, progress, console, resume)
+        return _run_spec(spec, out_dir, source, progress, console, resume, finished_ok)
 
 
 def _run_spec(
@@ -107,6 +110,7 @@ def _run_spec(
     progress: bool,
     console: Console | None,
     resume: Path | None,
+    finished_ok: bool,
 ) -> RunResult:
     """:func:`run_spec`'s body, with the run folder held."""
     console = console or Console(stderr=True)
@@ -114,7 +118,8 @@ def _run_spec(
     if checkpoint is not None and resume is not None:
         folder = resume_folder(resume)
         assert folder is not None
-        check_not_finished(checkpoint[0], spec, folder)
+        if not finished_ok:
+            check_not_finished(checkpoint[0], spec, folder)
         note = budget_extension(saved_spec(*checkpoint), spec)
         if note is not None:
             console.print(f"metamask: {note}", highlight=False, soft_wrap=True)
