@@ -30,7 +30,7 @@ from torch import nn
 
 from metamask.errors import ConfigError
 from metamask.models.masking import Masks, RandomMasker, num_kept
-from metamask.ranges import Count, NonNegativeInt, Ratio
+from metamask.ranges import Count, NonNegativeInt, Rate
 
 
 class Masker(Protocol):
@@ -148,7 +148,7 @@ class MaskerSpec:
     hidden: Count = 512  # hidden width of the MLP (published: 512)
     attention_layers: NonNegativeInt = 0  # token_mlp: attention blocks before the per-token MLP
     heads: Count = 4  # token_mlp: attention heads (must divide the token width)
-    ratio_bounds: tuple[Ratio, Ratio] | None = None  # learn the mask ratio within [low, high]
+    ratio_bounds: tuple[Rate, Rate] | None = None  # learn the mask ratio within [low, high]
 
 
 def build_masker(
