@@ -38,7 +38,7 @@ from metamask.config import (
     spec_to_dict,
     spec_to_yaml,
 )
-from metamask.errors import CheckpointError
+from metamask.errors import CheckpointError, ConfigError
 
 #: what a checkpoint's ``format`` entry must say for this metamask to continue it
 CHECKPOINT_FORMAT = 2
@@ -155,14 +155,39 @@ def read_resume_checkpoint(spec: RunSpec, resume: Path) -> tuple[dict[str, Any],
 
 
 def saved_spec(state: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """The spec a checkpoint was written with (plain data, as :func:`spec_to_dict` gives)."""
+    """The spec a checkpoint was written with (plain data, as :func:`spec_to_dict` gives).
+
+    It is read through today's schema, so a key added to the schema since the checkpoint was
+    written (with its default) is not a difference; a spec today's schema no longer reads
+    is compared as saved, and the comparison names what differs.
+    """
     try:
         saved = json.loads(state["spec"])
     except (KeyError, TypeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: the checkpoint holds no readable spec") from None
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path}: the checkpoint holds no readable spec")
-    return saved
+    try:
+        normalised: dict[str, Any] = spec_to_dict(
+            spec_from_dict(_as_written(saved), source=str(path))
+        )
+    except (ConfigError, AttributeError, KeyError, TypeError):
+        return saved
+    return normalised
+
+
+def _as_written(plain: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`spec_to_dict`'s output as a spec file writes it: each node's options and its
+    estimator's options flat (the form :func:`spec_from_dict` reads)."""
+    data = json.loads(json.dumps(plain))
+    nodes = data.get("graph", {}).get("nodes", {})
+    for name, node in nodes.items():
+        options = node.pop("options", {})
+        estimator = node.get("hypergradient")
+        if isinstance(estimator, dict) and isinstance(estimator.get("options"), dict):
+            node["hypergradient"] = {"type": estimator["type"], **estimator["options"]}
+        nodes[name] = {**node, **options}
+    return data
 
 
 def check_not_finished(state: Mapping[str, Any], spec: RunSpec, folder: Path) -> None:

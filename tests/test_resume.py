@@ -305,3 +305,27 @@ def test_sampler_position_round_trips_and_shards_make_the_global_batch() -> None
     shards = [ResumableBatchSampler(23, 3, seed=5, world_size=2, rank=r) for r in (0, 1)]
     first = [next(iter(s)) for s in shards]
     assert first[0] + first[1] == batches[0]
+
+
+def test_a_key_added_to_the_schema_since_the_checkpoint_is_not_a_difference(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint written before the schema gained a key (with its default) still resumes;
+    a real difference is still named."""
+    import json
+
+    from helpers import MAE_GRAPH, tiny_spec
+
+    from metamask.config import spec_to_dict
+    from metamask.errors import CheckpointError
+    from metamask.resume import check_same_run, saved_spec
+
+    spec = tiny_spec(MAE_GRAPH)
+    older = spec_to_dict(spec)
+    for node in older["graph"]["nodes"].values():
+        node.pop("unroll_steps")  # as if the schema had no such key then (its default: 1)
+    state = {"spec": json.dumps(older)}
+    check_same_run(saved_spec(state, tmp_path), spec_to_dict(spec), tmp_path)
+    older["model"]["mask_ratio"] = 0.25
+    with pytest.raises(CheckpointError, match=r"model.mask_ratio \(0.25 -> 0.5\)"):
+        check_same_run(saved_spec({"spec": json.dumps(older)}, tmp_path), spec_to_dict(spec), tmp_path)
