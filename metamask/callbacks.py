@@ -16,9 +16,9 @@ import os
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from metamask.errors import OutputError
+from metamask.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
     from metamask.graph import Graph
@@ -102,3 +102,64 @@ def learning_rate(graph: Graph, name: str) -> float | None:
     """Node ``name``'s current learning rate (its first parameter group), if it has one."""
     optimizer = graph.nodes[name].optimizer
     return None if optimizer is None else float(optimizer.param_groups[0]["lr"])
+
+
+TENSORBOARD_DIR = "tensorboard"  # the event files' folder in the run folder
+
+
+class TensorBoardLog:
+    """TensorBoard event files in ``OUT/tensorboard/`` (``train.tensorboard: true``): on the
+    steps :class:`MetricsLog` writes, every scalar of its rows (each node's terms and its
+    learning rate) as ``<node>/<term>`` at the engine step. Flushed at each logged step, so a
+    killed run keeps its curves; a resumed run hides the events past its checkpoint
+    (``purge_step``), as it drops those rows of ``metrics.jsonl``. Needs the ``tensorboard``
+    package, which is checked when the callback is made: asked for but missing is a
+    :class:`~metamask.errors.ConfigError` before anything is written."""
+
+    def __init__(self, folder: Path, every: int) -> None:
+        self.folder = folder
+        self.every = every
+        self._writer_class = summary_writer_class()
+        self._writer: Any = None
+        self._pending: set[str] = set()
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        purge = trainer.step + 1 if trainer.step > 0 else None  # resumed: hide later events
+        try:
+            self._writer = self._writer_class(str(self.folder), purge_step=purge)
+        except OSError as exc:
+            raise OutputError(f"{self.folder}: could not write ({exc.strerror or exc})") from None
+
+    def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
+        self._pending.update(node.name for node in stepped)
+        if trainer.step % self.every and trainer.step != trainer.spec.train.steps:
+            return
+        assert self._writer is not None, "TensorBoardLog.on_train_start was not called"
+        for name in sorted(self._pending):
+            scalars = {k: v for k, v in trainer.latest[name].items() if k != "local_step"}
+            lr = learning_rate(trainer.graph, name)
+            if lr is not None:
+                scalars["lr"] = lr
+            for term, value in scalars.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self._writer.add_scalar(f"{name}/{term}", value, trainer.step)
+        self._writer.flush()
+        self._pending.clear()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def summary_writer_class() -> Any:
+    """torch's ``SummaryWriter``, or a one-line ConfigError when ``tensorboard`` is missing."""
+    try:
+        import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "train.tensorboard: true needs the 'tensorboard' package, which is not installed "
+            "(pip install tensorboard)"
+        ) from None
+    return SummaryWriter

@@ -41,7 +41,7 @@ from rich.progress import (
 from rich.text import Text
 
 from metamask import distributed
-from metamask.callbacks import Callback, MetricsLog
+from metamask.callbacks import TENSORBOARD_DIR, Callback, MetricsLog, TensorBoardLog
 from metamask.checkpoint import save_checkpoint
 from metamask.config import RunSpec, spec_to_dict
 from metamask.errors import Interrupted, NonFiniteError
@@ -128,6 +128,9 @@ class Trainer:
         self.callbacks: list[Callback] = []
         if self.writes and out_dir is not None:
             self.callbacks.append(MetricsLog(out_dir / METRICS_NAME, spec.train.log_every))
+            if spec.train.tensorboard:  # the same scalars as event files (needs tensorboard)
+                folder = out_dir / TENSORBOARD_DIR
+                self.callbacks.append(TensorBoardLog(folder, spec.train.log_every))
         self.callbacks.extend(callbacks)
 
     @property

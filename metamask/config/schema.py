@@ -125,6 +125,9 @@ class TrainSpec:
     # forward passes under autocast (bf16, fp16 + loss scaling); weights, optimizer state and
     # hypergradients stay fp32 (metamask.precision, docs/performance.md)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # also write the logged scalars as TensorBoard event files in OUT/tensorboard/ (needs the
+    # `tensorboard` package: pip install 'metamask[tensorboard]'; docs/long-runs.md)
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
