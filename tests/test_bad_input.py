@@ -86,6 +86,8 @@ CASES = [
     Case("higgs-random", ("run", HIGGS, *TINY, "--data-root", "{tmp}/dabs", "--out", "{tmp}/run"), "dataset higgs: present but unreadable: {tmp}/dabs/particle_physics/higgsPretrain.csv: binary data, not text"),
     Case("arrays-random", ("run", "{tmp}/arrays.yaml", *TINY, "--out", "{tmp}/run"), "{tmp}/noise.npz: not an .npz archive"),
     Case("batch-over-data", run("data.batch_size=100000"), "data.batch_size 100000 exceeds the 32 examples node 'adapt' trains on"),
+    Case("batch-1-contrast", run("data.batch_size=1"), "--set: data.batch_size: the task contrast of node 'reconstruct' (reg_weight 1.0) compares the examples of a batch; expected batches of at least 2, got 1"),
+    Case("last-batch-1", run("data.batch_size=31", "data.drop_last=false"), "got 31 (and 32 examples leave a last batch of 1: data.drop_last is false)"),
     Case("patch-tiling", run("model.patch=[7]"), "patch (7,) does not divide input (6, 100)"),
     Case("eval-unknown", run("eval.dataset=nope"), "--set: eval.dataset: unknown dataset 'nope'"),
     Case("eval-shape", run("eval.dataset=digits"), "--set: eval.dataset: digits has image2d inputs (3, 32, 32)"),

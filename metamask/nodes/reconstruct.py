@@ -19,6 +19,7 @@ from torch import nn
 
 from metamask import distributed
 from metamask.config import NodeSpec
+from metamask.config.origins import origin_of
 from metamask.errors import GraphError
 from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY
 from metamask.losses import (
@@ -191,6 +192,15 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
     )
     if inner is None and reg_weight > 0:
         raise GraphError(f"{where}.reg_weight: the contrastive term needs an adapt node below")
+    batch, examples = ctx.spec.data.batch_size, len(ctx.bundle.pretrain_set)  # type: ignore[arg-type]
+    last = 0 if ctx.spec.data.drop_last else examples % batch  # the size of a short last batch
+    if reg_weight > 0 and (batch < 2 or last == 1):  # BatchNorm and InfoNCE need two examples
+        short = f" (and {examples} examples leave a last batch of 1: data.drop_last is false)"
+        raise GraphError(
+            f"{origin_of(ctx.source, 'data.batch_size')}: data.batch_size: the task contrast of "
+            f"node '{name}' (reg_weight {reg_weight}) compares the examples of a batch; expected "
+            f"batches of at least 2, got {batch}{short if batch > 1 else ''}"
+        )
     options = dataclasses.replace(options, reg_weight=reg_weight)
     mae = ctx.mae()
     projector = Projector(mae.width).to(ctx.device) if reg_weight > 0 else None
