@@ -267,7 +267,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from metamask.config import load_spec
     from metamask.models.mae import MaskedAutoencoder
     from metamask.report import edge_lines, graph_table
-    from metamask.spec_data import pretrain_info
+    from metamask.spec_data import check_eval_data, pretrain_info
     from metamask.topology import validate_graph
 
     if args.png is not None:  # before anything is printed: a name the picture cannot take
@@ -277,6 +277,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     spec = load_spec(args.spec, args.overrides)
     validate_graph(spec.graph, str(args.spec))
     check_buildable(spec, str(args.spec))  # refuses what `run` would: options, estimators
+    check_eval_data(spec, str(args.spec))
     if args.resolved:  # plain stdout: a runnable spec, e.g. `> flat.yaml` (docs/specs.md)
         from metamask.config import spec_to_yaml
 

@@ -98,6 +98,7 @@ CASES = [
     Case("show-estimator", show("--set", "graph.nodes.pretrain.hypergradient.type=darst", spec=MLOMAE), "--set: graph.nodes.pretrain.hypergradient: unknown hypergradient estimator 'darst' (did you mean 'darts'?)"),
     Case("show-latent-solver", show("--set", "graph.nodes.adapt.hypergradient=unroled"), "graph.nodes.adapt.hypergradient.type: unknown latent solver 'unroled' (did you mean 'unrolled'?)"),
     Case("show-node-option", show("--set", "graph.nodes.adapt.inner_lrr=0.1"), "graph.nodes.adapt.inner_lrr: unknown key (did you mean 'inner_lr'?)"),
+    Case("show-eval-dataset", show("--set", "eval.dataset=digits"), "--set: eval.dataset: digits has image2d inputs (3, 32, 32)"),
     Case("show-optimizer-on-adapt", show("--set", "graph.nodes.adapt.optimizer.lr=1"), "graph.nodes.adapt.optimizer: an adapt node owns no parameters"),
 ]
 # the subset that runs again as real processes (each imports torch: a few seconds)
