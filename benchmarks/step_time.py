@@ -3,6 +3,7 @@
     python benchmarks/step_time.py                       # the dabs backbone, 2 CPU threads
     python benchmarks/step_time.py --steps 5 --rounds 1  # a quick look
     python benchmarks/step_time.py --device cuda
+    python benchmarks/step_time.py --precisions fp32 bf16  # both, interleaved in each child
     python benchmarks/step_time.py --mlomae [...]     # MLO-MAE cycle vs MAE step (its own flags)
 
 Timing: per config and round, one fresh child process builds every variant and runs them
@@ -46,6 +47,7 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
     """One training step of ``variant`` on random data of ``config``'s shape."""
     import torch
 
+    from metamask import precision
     from metamask.compose import build_graph
     from metamask.config import spec_from_dict
     from metamask.data.base import ArrayDataset, DataBundle, DatasetInfo
@@ -83,7 +85,7 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
             "data": {"dataset": "bench", "batch_size": batch},
             "model": {"backbone": args["backbone"], "mask_ratio": config["mask"]},
             "graph": graph,
-            "train": {"steps": 10**6, "device": args["device"]},
+            "train": {"steps": 10**6, "device": args["device"], "precision": args["precision"]},
         }
     )
     device = torch.device(args["device"])
@@ -112,10 +114,11 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
             batches = iter(loader)
             xb = next(batches)[0]
         xb = xb.to(device)
-        tokens = model.embed(xb)
-        masks = masker(tokens)
-        latent = model.encode(tokens, masks)
-        loss = model.reconstruction_loss(latent, masks, model.targets(xb), masks.mask)
+        with precision.autocast(device, args["precision"]):
+            tokens = model.embed(xb)
+            masks = masker(tokens)
+            latent = model.encode(tokens, masks)
+            loss = model.reconstruction_loss(latent, masks, model.targets(xb), masks.mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -132,7 +135,11 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     sync = torch.cuda.synchronize if payload["device"].startswith("cuda") else (lambda: None)
     config = CONFIGS[payload["config"]]
-    steps = {v: build_step(config, v, payload) for v in payload["variants"]}
+    steps = {
+        f"{v}@{p}": build_step(config, v, {**payload, "precision": p})
+        for p in payload["precisions"]
+        for v in payload["variants"]
+    }
     times: dict[str, list[float]] = {v: [] for v in steps}
     for i in range(payload["warmup"] + payload["steps"]):
         for variant, step in steps.items():
@@ -167,6 +174,10 @@ def main() -> int:
     parser.add_argument("--backbone", default="dabs")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
+        help="train.precision of every variant; several are timed interleaved in one child",
+    )  # fmt: skip
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_time.json"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -179,7 +190,8 @@ def main() -> int:
     from rich.table import Table
 
     console = Console()
-    common = {k: getattr(args, k) for k in ("steps", "warmup", "threads", "device", "backbone")}
+    keys = ("steps", "warmup", "threads", "device", "backbone", "precisions")
+    common = {k: getattr(args, k) for k in keys}
     rows = []
     for config in args.configs:
         rounds = []
@@ -190,15 +202,17 @@ def main() -> int:
         if not args.no_memory:
             for variant in args.variants:
                 console.print(f"{config}: peak memory of {variant}", style="dim")
-                memory[variant] = spawn(
-                    __file__,
-                    {**common, "steps": 3, "warmup": 1, "config": config, "variants": [variant]},
-                )
-        for variant in args.variants:
-            base = BASELINE[variant]
-            seconds = [rd["median_s"][variant] for rd in rounds]
+                for prec in args.precisions:
+                    memory[f"{variant}@{prec}"] = spawn(
+                        __file__,
+                        {**common, "steps": 3, "warmup": 1, "config": config,
+                         "variants": [variant], "precisions": [prec]},
+                    )  # fmt: skip
+        for variant, prec in [(v, p) for p in args.precisions for v in args.variants]:
+            base, key = BASELINE[variant], f"{variant}@{prec}"
+            seconds = [rd["median_s"][key] for rd in rounds]
             ratios = (
-                [rd["median_s"][variant] / rd["median_s"][base] for rd in rounds]
+                [rd["median_s"][key] / rd["median_s"][f"{base}@{prec}"] for rd in rounds]
                 if base in args.variants
                 else []
             )
@@ -208,19 +222,20 @@ def main() -> int:
                 {
                     "config": config,
                     "variant": variant,
+                    "precision": prec,
                     "seconds_per_step": statistics.median(seconds),
                     "ratio": ratio,
                     "ratio_to": base,
                     "ratio_per_round": ratios,
                     "target": target,
                     "meets_target": None if ratio is None or target is None else ratio <= target,
-                    "peak_rss_mib": memory[variant]["vmhwm_mib"] if memory else None,
-                    "cuda_peak_mib": memory[variant]["cuda_peak_mib"] if memory else None,
+                    "peak_rss_mib": memory[key]["vmhwm_mib"] if memory else None,
+                    "cuda_peak_mib": memory[key]["cuda_peak_mib"] if memory else None,
                 }
             )
     title = f"seconds per step ({args.backbone} backbone, {args.device}, {args.threads} threads)"
     table = Table(title=title, title_justify="left")
-    for col in ("config", "variant", "s/step", "ratio", "target", "peak RSS MiB"):
+    for col in ("config", "variant", "precision", "s/step", "ratio", "target", "peak RSS MiB"):
         table.add_column(col, no_wrap=col in ("config", "variant"))
     for row in rows:
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x {row['ratio_to']}"
@@ -231,6 +246,7 @@ def main() -> int:
         table.add_row(
             row["config"],
             row["variant"],
+            row["precision"],
             f"{row['seconds_per_step']:.4f}",
             ratio,
             target,

@@ -49,3 +49,14 @@ def test_mlomae_step_time_splits_the_cycle_and_the_mask_step(tmp_path: Path) -> 
     assert parts["path vectors"] > 0 and parts["pretrain-edge estimator"] > 0
     mask_step = darts["levels_in_mae_steps"]["mask"]
     assert sum(parts.values()) < mask_step  # parts of the mask step, not more than it
+
+
+def test_step_time_times_bf16_beside_fp32(tmp_path: Path) -> None:
+    args = ["--backbone", "tiny", "--configs", "cifar-like (3,32,32) p4 b32 m.75"]
+    args += ["--steps", "1", "--warmup", "0", "--rounds", "1", "--threads", "1", "--no-memory"]
+    args += ["--variants", "mae", "metamae2", "--precisions", "fp32", "bf16"]
+    result = _run("step_time.py", *args, out=tmp_path / "s.json")
+    rows = {(row["variant"], row["precision"]): row for row in result["rows"]}
+    assert set(rows) == {(v, p) for v in ("mae", "metamae2") for p in ("fp32", "bf16")}
+    for prec in ("fp32", "bf16"):  # each precision's ratio to its own MAE
+        assert rows["metamae2", prec]["ratio"] > 0 and rows["metamae2", prec]["ratio_to"] == "mae"
