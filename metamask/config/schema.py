@@ -45,7 +45,7 @@ class DecoderSpec:
 
 # Backbone presets: `model.backbone` picks one; `model.encoder` / `model.decoder` keys override it.
 BACKBONES: dict[str, dict[str, dict[str, Any]]] = {
-    # the DABS backbone used by MetaMAE (SPEC §1)
+    # the DABS backbone used by MetaMAE (docs/methods.md §1)
     "dabs": {
         "encoder": {"width": 256, "depth": 12, "heads": 8, "mlp_ratio": 2.0, "dropout": 0.1},
         "decoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
@@ -132,7 +132,7 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    epochs: Count = 100  # linear-probe epochs (SPEC §2)
+    epochs: Count = 100  # linear-probe epochs (docs/methods.md §2.5)
     lr: Positive = 1e-4  # Adam learning rate
     weight_decay: NonNegative = 1e-4  # Adam weight decay
     batch_size: Count = 64  # probe batch size

@@ -1,4 +1,4 @@
-"""The modality-agnostic masked auto-encoder (SPEC §1), readable top to bottom.
+"""The modality-agnostic masked auto-encoder (docs/methods.md §1), readable top to bottom.
 
 Steps, each a method: ``embed`` (tokens + positions), ``encode`` (visible tokens -> latent),
 ``decode`` (latent -> per-position predictions), ``token_losses`` (per-token reconstruction

@@ -1,6 +1,6 @@
 """MetaMAE through the Betty graph computes exactly the gradients of the method.
 
-The reference below is written from SPEC §2 with plain autograd and no Betty: encode the
+The reference below is written from docs/methods.md §2 with plain autograd and no Betty: encode the
 visible tokens, take one gradient step on the latent over the support set (loss pooled over
 the batch's support tokens, x batch size), reconstruct the masked tokens from the adapted
 latent, add reg_weight x the symmetric InfoNCE between the projected pooled latents.

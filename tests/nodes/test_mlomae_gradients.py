@@ -1,6 +1,6 @@
 """The masker's gradient in MLO-MAE: exact for ``unrolled``, only through the probabilities.
 
-The reference below is written from SPEC §3 with plain autograd and no Betty: two SGD
+The reference below is written from docs/methods.md §3 with plain autograd and no Betty: two SGD
 (momentum) steps of the MAE on its two batches, with the masks those steps used held fixed and
 each masked token's loss times its masking probability; one SGD step of the head on split A
 at the new encoder; the head's cross-entropy on split B. Its derivative with respect to the
