@@ -66,7 +66,7 @@ CASES = [
     Case("weight-decay", run("graph.nodes.reconstruct.optimizer.weight_decay=-1"), "weight_decay: expected a number >= 0, got -1"),
     Case("unroll-0", run("graph.nodes.adapt.unroll_steps=0"), "graph.nodes.adapt.unroll_steps: expected an integer >= 1, got 0"),
     Case("probe-epochs", run("eval.probe.epochs=0"), "eval.probe.epochs: expected an integer >= 1, got 0"),
-    Case("probe-lr", run("eval.probe.lr=-1e-3"), "eval.probe.lr: expected a number > 0"),
+    Case("probe-lr", run("eval.probe.lr=-1e-3"), "--set: eval.probe.lr: expected a number > 0, got -1e-3"),
     Case("seed", run("seed=-1"), "seed: expected an integer in [0, 4294967295], got -1"),
     # node-type, masker and estimator options: the same parser, at read or at build
     Case("inner-lr", run("graph.nodes.adapt.inner_lr=-1"), "graph.nodes.adapt.inner_lr: expected a number > 0, got -1"),
@@ -85,7 +85,7 @@ CASES = [
     # -- data ------------------------------------------------------------------------------------
     Case("higgs-random", ("run", HIGGS, *TINY, "--data-root", "{tmp}/dabs", "--out", "{tmp}/run"), "dataset higgs: present but unreadable: {tmp}/dabs/particle_physics/higgsPretrain.csv: binary data, not text"),
     Case("arrays-random", ("run", "{tmp}/arrays.yaml", *TINY, "--out", "{tmp}/run"), "{tmp}/noise.npz: not an .npz archive"),
-    Case("batch-over-data", run("data.batch_size=100000"), "data.batch_size 100000 exceeds the 32 examples node 'adapt' trains on"),
+    Case("batch-over-data", run("data.batch_size=100000"), "--set: data.batch_size 100000 exceeds the 32 examples node 'adapt' trains on"),
     Case("batch-1-contrast", run("data.batch_size=1"), "--set: data.batch_size: the task contrast of node 'reconstruct' (reg_weight 1.0) compares the examples of a batch; expected batches of at least 2, got 1"),
     Case("last-batch-1", run("data.batch_size=31", "data.drop_last=false"), "got 31 (and 32 examples leave a last batch of 1: data.drop_last is false)"),
     Case("patch-tiling", run("model.patch=[7]"), "patch (7,) does not divide input (6, 100)"),
@@ -99,7 +99,7 @@ CASES = [
     Case("show-latent-solver", show("--set", "graph.nodes.adapt.hypergradient=unroled"), "graph.nodes.adapt.hypergradient.type: unknown latent solver 'unroled' (did you mean 'unrolled'?)"),
     Case("show-node-option", show("--set", "graph.nodes.adapt.inner_lrr=0.1"), "graph.nodes.adapt.inner_lrr: unknown key (did you mean 'inner_lr'?)"),
     Case("show-eval-dataset", show("--set", "eval.dataset=digits"), "--set: eval.dataset: digits has image2d inputs (3, 32, 32)"),
-    Case("show-optimizer-on-adapt", show("--set", "graph.nodes.adapt.optimizer.lr=1"), "graph.nodes.adapt.optimizer: an adapt node owns no parameters"),
+    Case("show-optimizer-on-adapt", show("--set", "graph.nodes.adapt.optimizer.lr=1"), "--set: graph.nodes.adapt.optimizer: an adapt node owns no parameters"),
 ]
 # the subset that runs again as real processes (each imports torch: a few seconds)
 SUBPROCESS = ("batch-0", "out-under-file", "higgs-random", "png-ext", "show-estimator")

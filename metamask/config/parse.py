@@ -157,7 +157,8 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
         bounds = range_of(tp.__metadata__)
         if bounds is not None and not bounds.contains(converted):
             kind = "an integer" if args[0] is int else "a number"
-            raise _error(source, where, f"expected {kind} {bounds.describe()}, got {value!r}")
+            shown = value if isinstance(value, str) else repr(value)  # `1e-3` reads as a string
+            raise _error(source, where, f"expected {kind} {bounds.describe()}, got {shown}")
         return converted
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from metamask.config import NodeSpec
+from metamask.config.origins import origin_of
 from metamask.errors import GraphError
 from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
 from metamask.losses import (
@@ -166,8 +167,9 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
     options = ctx.options(AdaptOptions, spec, name)
     if spec.optimizer is not None:
         raise GraphError(
-            f"{ctx.source}: graph.nodes.{name}.optimizer: an adapt node owns no parameters "
-            "(the outer node updates the encoder and decoder)"
+            f"{origin_of(ctx.source, f'graph.nodes.{name}.optimizer')}: "
+            f"graph.nodes.{name}.optimizer: an adapt node owns no parameters (the outer node "
+            "updates the encoder and decoder)"
         )
     solver = get_latent_solver(
         spec.hypergradient,

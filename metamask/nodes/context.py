@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from metamask import distributed
 from metamask.config import NodeSpec, OptimizerSpec, RunSpec, parse_dataclass
+from metamask.config.origins import origin_of
 from metamask.data.base import DataBundle
 from metamask.errors import DataError, GraphError
 from metamask.hypergrad.registry import estimator_options
@@ -155,14 +156,16 @@ class BuildContext:
         batch, processes = self.spec.data.batch_size, distributed.world_size()
         if processes > 1 and not self.spec.data.drop_last:
             raise DataError(
-                f"{self.source}: data.drop_last: false cannot be split evenly across "
-                f"{processes} processes; set data.drop_last: true to train distributed"
+                f"{origin_of(self.source, 'data.drop_last')}: data.drop_last: false cannot be "
+                f"split evenly across {processes} processes; set data.drop_last: true to train "
+                "distributed"
             )
         if self.spec.data.drop_last and size < batch * processes:
             across = f" x {processes} processes" if processes > 1 else ""
             raise DataError(
-                f"{self.source}: data.batch_size {batch}{across} exceeds the {size} examples "
-                f"node '{name}' trains on ({self.bundle.info.name}); lower data.batch_size"
+                f"{origin_of(self.source, 'data.batch_size')}: data.batch_size {batch}{across} "
+                f"exceeds the {size} examples node '{name}' trains on ({self.bundle.info.name}); "
+                "lower data.batch_size"
             )
         sampler = ResumableBatchSampler(
             size,
