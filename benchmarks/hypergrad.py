@@ -2,6 +2,7 @@
 
     python benchmarks/hypergrad.py --out benchmarks/results/hypergrad.json   # ~3 min, 2 threads
     python benchmarks/hypergrad.py --quick                                   # a smoke run
+    python benchmarks/hypergrad.py --nested-only --out benchmarks/results/hypergrad-nested.json
 
 Part 1, estimator x problem: the closed-form problems of ``metamask.testing.closed_form``
 (float64): ridge regression with 100 features, the dense SPD quadratic (n = 100, condition
@@ -15,6 +16,16 @@ interleaved repetitions in this process. Peak memory: a fresh child process per 
 problem builds the problem, resets its peak (``/proc/self/clear_refs``), computes one
 hypergradient and reports ``VmHWM - VmRSS`` from /proc/self/status (memory the estimator
 added above what was resident before it ran).
+
+Part 3, the nested three-level problem (``metamask.testing.closed_form.Nested``: ``theta``
+tunes ``v``, ``v`` tunes ``u``, and ``v``'s loss reads ``u*(v)``), built with GraphBuilder
+(``nested_graph``), float64, at (n_u, n_v, p) = (5, 4, 3) and (40, 30, 10). ``u`` always uses
+``cg`` with n_u iterations (exact); each row is ``v``'s estimator. Error: ``theta``'s gradient
+after one engine iteration against the closed form. Seconds: one engine iteration (u, v and
+theta step once; theta's step computes the hypergradient), median of interleaved
+repetitions. Peak memory: a child process per row, as in part 1. Then the cost of one total
+Hessian-vector product of ``v`` (through ``u``'s responses: what the exact estimators need)
+against one partial one (``u`` held fixed: Betty's, what ``approximate: true`` uses).
 
 Part 2, seconds per MetaMAE training step with each latent solver (first_order, unrolled,
 implicit) on the dabs backbone (D=256, 12 + 4 blocks), the embedded ``digits`` dataset
@@ -43,9 +54,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from metamask.hypergrad import get_estimator  # noqa: E402
+from metamask.hypergrad.nested import plain_operators, total_operators  # noqa: E402
 from metamask.testing.closed_form import (  # noqa: E402
     DTYPE,
     LowRankQuadratic,
+    Nested,
     Problem,
     Quadratic,
     Ridge,
@@ -53,7 +66,7 @@ from metamask.testing.closed_form import (  # noqa: E402
     initial_lower,
     unrolled_hypergradient,
 )
-from metamask.testing.closed_form_graphs import bilevel_graph  # noqa: E402
+from metamask.testing.closed_form_graphs import bilevel_graph, nested_graph  # noqa: E402
 
 K = 10  # iterations / unrolled steps for every iterative estimator
 
@@ -180,6 +193,46 @@ def child_estimator(problem_key: str, label: str) -> dict[str, int]:
     return measure_in_child(prepared.once)
 
 
+NESTED_SIZES: dict[str, tuple[int, int, int]] = {
+    "nested n=(5,4,3)": (5, 4, 3),
+    "nested n=(40,30,10)": (40, 30, 10),
+}
+QUICK_NESTED = ["nested n=(5,4,3)"]
+NESTED_LABELS = [
+    "cg K=n_v",
+    "implicit_cg",
+    f"neumann K={K}",
+    f"implicit_neumann K={K}",
+    "cg K=n_v, approximate",
+]
+
+
+def nested_problem(key: str) -> Nested:
+    nu, nv, p = NESTED_SIZES[key]
+    return Nested.make(nu=nu, nv=nv, p=p, coupling=0.5, seed=0)
+
+
+def nested_row_graph(key: str, label: str) -> Any:
+    """The nested graph with ``v``'s estimator of row ``label`` (``u``: exact cg)."""
+    problem = nested_problem(key)
+    nu, nv, _ = problem.sizes
+    alpha = float(1 / torch.linalg.eigvalsh(problem.total_hessian()).max())
+    middle: dict[str, Any] = {
+        "cg K=n_v": {"type": "cg", "iterations": nv},
+        "implicit_cg": {"type": "implicit_cg", "iterations": nv},
+        f"neumann K={K}": {"type": "neumann", "iterations": K, "alpha": alpha},
+        f"implicit_neumann K={K}": {"type": "implicit_neumann", "iterations": K, "alpha": alpha},
+        "cg K=n_v, approximate": {"type": "cg", "iterations": nv},
+    }[label]
+    bottom = {"type": "cg", "iterations": nu}
+    return nested_graph(problem, middle, bottom, approximate=label.endswith("approximate"))
+
+
+def child_nested(key: str, label: str) -> dict[str, int]:
+    graph = nested_row_graph(key, label)
+    return measure_in_child(graph.run_top_step, warm=graph.run_top_step)
+
+
 def child_metamae(solver: str, threads: int, batch: int) -> dict[str, int]:
     torch.set_num_threads(threads)
     graph = build_metamae(solver, batch)
@@ -187,7 +240,7 @@ def child_metamae(solver: str, threads: int, batch: int) -> dict[str, int]:
 
 
 def run_child(kind: str, *args: Any) -> dict[str, int]:
-    payload = json.dumps([kind, *args])
+    payload = json.dumps([kind, *args])  # kind: estimator | metamae | nested
     proc = subprocess.run(
         [sys.executable, __file__, "--child", payload],
         capture_output=True,
@@ -283,6 +336,58 @@ def estimator_part(problems: list[str], reps: int, calls: int) -> list[dict[str,
     return rows
 
 
+def nested_part(sizes: list[str], reps: int, calls: int) -> dict[str, list[dict[str, Any]]]:
+    cells = [(key, label) for key in sizes for label in NESTED_LABELS]
+    memory = {cell: run_child("nested", *cell) for cell in cells}
+    graphs = {cell: nested_row_graph(*cell) for cell in cells}
+    results = {cell: graphs[cell].run_top_step() for cell in cells}  # also warms up
+    times: dict[tuple[str, str], list[float]] = {cell: [] for cell in cells}
+    for _ in range(reps):
+        for cell in cells:
+            start = time.perf_counter()
+            for _ in range(calls):
+                graphs[cell].run_top_step()
+            times[cell].append((time.perf_counter() - start) / calls)
+    rows = []
+    for cell in cells:
+        key, label = cell
+        problem = graphs[cell].problem
+        exact = problem.exact_hypergradient(problem.theta0())
+        rows.append(
+            {
+                "problem": key,
+                "estimator": label,
+                "rel_error": rel(results[cell], exact),
+                "seconds": statistics.median(times[cell]),
+                "peak_delta_mb": memory[cell]["delta_kb"] / 1024,
+            }
+        )
+    hvp_rows = []
+    for key in sizes:
+        graph = graphs[(key, "cg K=n_v")]
+        v, theta = graph.graph.nodes["v"], graph.graph.nodes["theta"]
+        x = [torch.randn_like(w) for w in v.trainable_parameters()]
+        total = total_operators(v, theta).matvec
+        partial = plain_operators(v, theta)[0]
+        spent: dict[str, list[float]] = {"total": [], "partial": []}
+        for _ in range(reps):
+            for name, op in (("total", total), ("partial", partial)):
+                start = time.perf_counter()
+                for _ in range(calls * 10):
+                    op(x)
+                spent[name].append((time.perf_counter() - start) / (calls * 10))
+        t_total, t_partial = statistics.median(spent["total"]), statistics.median(spent["partial"])
+        hvp_rows.append(
+            {
+                "problem": key,
+                "total_hvp_ms": t_total * 1e3,
+                "partial_hvp_ms": t_partial * 1e3,
+                "ratio": t_total / t_partial,
+            }
+        )
+    return {"estimators": rows, "hvp": hvp_rows}
+
+
 def metamae_part(reps: int, threads: int, batch: int) -> list[dict[str, Any]]:
     memory = {s: run_child("metamae", s, threads, batch) for s in LATENT_SOLVERS}
     graphs = {s: build_metamae(s, batch) for s in LATENT_SOLVERS}
@@ -326,7 +431,34 @@ def print_tables(report: dict[str, Any]) -> None:
             f"{row['seconds'] * 1e3:.3f}",
             f"{row['peak_delta_mb']:.1f}",
         )
-    console.print(table)
+    if report["estimators"]:
+        console.print(table)
+    if report.get("nested"):
+        table = Table(title="Nested three-level problem (float64; u: exact cg; the estimator on v)")
+        for column in ("problem", "estimator on v", "rel. error", "ms / engine step", "peak kB"):
+            table.add_column(
+                column, justify="left" if column in ("problem", "estimator on v") else "right"
+            )
+        for row in report["nested"]["estimators"]:
+            table.add_row(
+                row["problem"],
+                row["estimator"],
+                f"{row['rel_error']:.2e}",
+                f"{row['seconds'] * 1e3:.2f}",
+                f"{row['peak_delta_mb'] * 1024:.0f}",
+            )
+        console.print(table)
+        table = Table(title="One Hessian-vector product of v: total (through u*(v)) vs partial")
+        for column in ("problem", "total ms", "partial ms", "total / partial"):
+            table.add_column(column, justify="left" if column == "problem" else "right")
+        for row in report["nested"]["hvp"]:
+            table.add_row(
+                row["problem"],
+                f"{row['total_hvp_ms']:.3f}",
+                f"{row['partial_hvp_ms']:.3f}",
+                f"{row['ratio']:.1f}",
+            )
+        console.print(table)
     if report["metamae"]:
         table = Table(title="MetaMAE step per latent solver (dabs backbone, digits, batch 32)")
         for column in ("solver", "s / step", "x first_order", "peak MB (step)", "peak RSS MB"):
@@ -352,13 +484,17 @@ def main() -> int:
     parser.add_argument("--metamae-reps", type=int, default=5)
     parser.add_argument("--skip-metamae", action="store_true")
     parser.add_argument("--quick", action="store_true", help="two small problems, 2 reps")
+    parser.add_argument(
+        "--nested-only", action="store_true", help="part 3 alone (both sizes of the nested problem)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         kind, *rest = json.loads(args.child)
         torch.set_num_threads(args.threads)
-        result = child_estimator(*rest) if kind == "estimator" else child_metamae(*rest)
+        children = {"estimator": child_estimator, "nested": child_nested, "metamae": child_metamae}
+        result = children[kind](*rest)
         print(json.dumps(result))
         return 0
 
@@ -374,9 +510,10 @@ def main() -> int:
             "cpu": platform.processor() or platform.machine(),
         },
         "settings": {"K": K, "reps": reps, "calls": args.calls, "dtype": str(DTYPE)},
-        "estimators": estimator_part(problems, reps, args.calls),
+        "estimators": [] if args.nested_only else estimator_part(problems, reps, args.calls),
+        "nested": nested_part(QUICK_NESTED if args.quick else list(NESTED_SIZES), reps, args.calls),
         "metamae": []
-        if args.skip_metamae
+        if args.skip_metamae or args.nested_only
         else metamae_part(2 if args.quick else args.metamae_reps, args.threads, args.batch),
     }
     report["wall_seconds"] = time.perf_counter() - start

@@ -64,6 +64,7 @@ MAY_CHANGE = (
     "train.device",
     "train.threads",
     "train.on_nonfinite",
+    "train.tensorboard",
 )
 
 
