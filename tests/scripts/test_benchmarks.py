@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -60,3 +62,16 @@ def test_step_time_times_bf16_beside_fp32(tmp_path: Path) -> None:
     assert set(rows) == {(v, p) for v in ("mae", "metamae2") for p in ("fp32", "bf16")}
     for prec in ("fp32", "bf16"):  # each precision's ratio to its own MAE
         assert rows["metamae2", prec]["ratio"] > 0 and rows["metamae2", prec]["ratio_to"] == "mae"
+
+
+@pytest.mark.slow
+def test_hypergrad_nested_part_writes_exact_and_approximate_rows(tmp_path: Path) -> None:
+    """Part 3 on the small nested problem: exact estimators at rounding error, Betty's partial
+    composition far off, the total HVP dearer than the partial one."""
+    args = ["--nested-only", "--quick", "--calls", "1", "--threads", "1"]
+    result = _run("hypergrad.py", *args, out=tmp_path / "h.json")
+    rows = {row["estimator"]: row for row in result["nested"]["estimators"]}
+    assert rows["cg K=n_v"]["rel_error"] < 1e-10 and rows["implicit_cg"]["rel_error"] < 1e-10
+    assert rows["cg K=n_v, approximate"]["rel_error"] > 0.1
+    assert all(row["seconds"] > 0 for row in rows.values())
+    assert result["nested"]["hvp"][0]["ratio"] > 1
