@@ -60,9 +60,13 @@ class RandomMasker:
         num_kept(2, mask_ratio)  # validates the ratio
         self.mask_ratio = mask_ratio
 
-    def __call__(self, tokens: torch.Tensor) -> Masks:
-        """Masks for tokens of shape (B, L, D); draws from torch's global RNG."""
+    def __call__(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> Masks:
+        """Masks for tokens of shape (B, L, D), drawn from ``generator`` when given (on the
+        tokens' device), else from torch's global RNG (under data parallelism: this process's
+        rows of one draw for the global batch, metamask.distributed)."""
         b, length = tokens.shape[:2]
-        # one row per example of the global batch under data parallelism (metamask.distributed)
-        noise = distributed.uniform(b, length, device=tokens.device)
+        if generator is not None:
+            noise = torch.rand(b, length, device=tokens.device, generator=generator)
+        else:
+            noise = distributed.uniform(b, length, device=tokens.device)
         return Masks.from_scores(noise, num_kept(length, self.mask_ratio))

@@ -27,7 +27,7 @@ from metamask.losses import (
 )
 from metamask.models.mae import MaskedAutoencoder
 from metamask.models.maskers import LearnedMasker, MaskerSpec, build_masker
-from metamask.models.masking import Masks
+from metamask.models.masking import Masks, RandomMasker
 from metamask.models.transformer import twice_differentiable
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext
@@ -54,7 +54,7 @@ class LatentTask:
     """One batch's meta-learning task, as the inner node leaves it for the outer node."""
 
     target: torch.Tensor  # (B, L, P) reconstruction targets or (B, L) token ids
-    masks: Masks  # which tokens the encoder saw
+    masks: Masks  # which tokens the encoder saw (masks.ids_keep: the kept tokens)
     support: torch.Tensor  # (B, L) support weights: visible + nearby-S tokens
     amortized: torch.Tensor  # z0: (B, 1 + K, D), the encoder's latent
     adapted: torch.Tensor  # z1: (B, 1 + K, D), after the inner steps (in autograd's graph)
@@ -82,6 +82,10 @@ class Adapt(Node):
         self.masker = masker
         self.solver = solver
         self.options = options
+        #: where the step's random decisions (the random masker's kept tokens, the nearby-S
+        #: support) are drawn: None is torch's global RNG (training); a generator of your own
+        #: makes them reproducible apart from the rest of the run (dropout, data order)
+        self.generator: torch.Generator | None = None
         self._task: LatentTask | None = None
 
     def trainable_parameters(self) -> list[torch.Tensor]:
@@ -124,8 +128,10 @@ class Adapt(Node):
                 assert prob is not None
                 masks = self.masker.masks_from(prob.detach())
             else:
-                masks = self.masker(tokens)
-            support = nearby_support(masks.mask, model.grid, self.options.s_ratio)
+                masks = self._draw_masks(tokens)
+            support = nearby_support(
+                masks.mask, model.grid, self.options.s_ratio, generator=self.generator
+            )
         amortized = model.encode(tokens, masks)  # (B, 1 + K, D)
         if not amortized.requires_grad:  # constant parameters (darts' evaluations): the
             amortized = amortized.detach().requires_grad_(True)  # solver still steps in z
@@ -149,6 +155,18 @@ class Adapt(Node):
         kept = x if prob is not None else None  # a learned masker's task is re-solved later
         task = LatentTask(target, masks, support, amortized, adapted, kept, prob)
         return task, first_loss[0]
+
+    def _draw_masks(self, tokens: torch.Tensor) -> Masks:
+        """A random masker's masks, from :attr:`generator` when one is set."""
+        if isinstance(self.masker, RandomMasker):
+            return self.masker(tokens, generator=self.generator)
+        if self.generator is not None:
+            raise TypeError(
+                f"node '{self.name}': Adapt.generator draws the random masker's masks, but this "
+                f"node's masker is a {type(self.masker).__name__}"
+            )
+        assert not isinstance(self.masker, LearnedMasker)
+        return self.masker(tokens)
 
     def resolve(self, task: LatentTask) -> LatentTask:
         """``task`` solved again at the model's current parameters, masks and support fixed."""
