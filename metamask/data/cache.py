@@ -70,8 +70,8 @@ def cached_array(
     if path.is_file():
         try:
             return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError):
-            pass  # corrupt entry: rebuild it
+        except (OSError, ValueError, EOFError):
+            pass  # corrupt entry (emptied, cut, overwritten): rebuild it
     array = build()
     _atomic_write(path, lambda tmp: np.save(tmp, array, allow_pickle=False))
     if mmap and path.is_file():
@@ -110,8 +110,8 @@ def cached_arrays(
                 p.stem: np.load(p, mmap_mode="r", allow_pickle=False)
                 for p in sorted(folder.glob("*.npy"))
             }
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError, EOFError):  # corrupt: rebuilt, and replaced below
+            shutil.rmtree(folder, ignore_errors=True)
     arrays = build()
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)

@@ -141,3 +141,27 @@ def test_a_spoiled_file_of_your_own_arrays_fails_in_one_line_naming_it(
     with pytest.raises(DataError) as caught:
         load_array_dataset("mine", source, LoadOptions())
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["empty", "truncated", "random"])
+def test_a_spoiled_cache_entry_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    import numpy as np
+
+    from metamask.data.cache import cached_array, cached_arrays
+
+    monkeypatch.setenv("METAMASK_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "source.csv"
+    source.write_text("a\n1\n")
+    values = np.arange(500.0)
+    one = lambda: cached_array("one", [source], lambda: values, mmap=True)  # noqa: E731
+    several = lambda: cached_arrays("several", [source], lambda: {"v": values})  # noqa: E731
+    one(), several()
+    entries = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert len(entries) == 2
+    for entry in entries:
+        _spoil(entry, mode)
+    assert np.array_equal(one(), values)
+    assert np.array_equal(several()["v"], values)
+    assert np.array_equal(several()["v"], values)  # the rebuilt entry was stored again
