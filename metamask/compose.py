@@ -88,11 +88,14 @@ class GraphBuilder:
         bundle: DataBundle | None = None,
         device: torch.device | str = "cpu",
         source: str = "<graph>",
+        *,
+        has_data: bool = True,
     ) -> None:
         self.base = spec
         self.source = source
         self.device = torch.device(device)
         self._bundle = bundle
+        self.has_data = has_data  # False: custom nodes only, no dataset (new_graph(None))
         self._nodes: dict[str, NodeSpec] = dict(spec.graph.nodes)
         self._u2l: dict[str, list[str]] = {k: list(v) for k, v in spec.graph.u2l.items()}
         self._l2u: dict[str, list[str]] = {k: list(v) for k, v in spec.graph.l2u.items()}
@@ -135,10 +138,6 @@ class GraphBuilder:
             raise GraphError(f"{where}: a custom node needs both module= and loss=")
         if custom and options:
             raise GraphError(f"{where}: a custom node takes no options, got {sorted(options)}")
-        if custom and data is None:
-            raise GraphError(
-                f"{where}: node has no data; pass data= (a torch Dataset of its batches)"
-            )
         if type is None and not custom:
             raise GraphError(f"{where}: give a registered node type or module= and loss=")
         if type is not None:
@@ -157,7 +156,7 @@ class GraphBuilder:
             )
         self._nodes[name] = node_spec_from_dict(raw, f"graph.nodes.{name}", self.source)
         if custom:
-            assert module is not None and loss is not None and data is not None
+            assert module is not None and loss is not None
             self._builders[name] = custom_builder(module, loss, data)
         elif data is not None:
             self._data[name] = data
@@ -183,7 +182,13 @@ class GraphBuilder:
 
     @property
     def bundle(self) -> DataBundle:
-        """The run's data (loaded from ``spec.data`` the first time it is needed)."""
+        """The run's data (loaded from ``spec.data`` the first time it is needed).
+
+        Raises:
+            GraphError: the graph was made without a dataset (``new_graph(None)``).
+        """
+        if not self.has_data:
+            raise GraphError(f"{self.source}: this graph was made without a dataset")
         if self._bundle is None:
             self._bundle = load_pretrain_data(self.base)
         return self._bundle
@@ -244,7 +249,7 @@ class GraphBuilder:
     def _context(self) -> BuildContext:
         return BuildContext(
             self.spec,
-            self.bundle,
+            self.bundle if self.has_data else None,
             self.device,
             self.source,
             shared=self._shared,
@@ -349,8 +354,12 @@ def check_buildable(spec: RunSpec, source: str = "<spec>") -> None:
     GraphBuilder(spec, bundle, "cpu", source).build()
 
 
+#: the ``data.dataset`` of a graph made without data (``new_graph(None)``)
+NO_DATASET = "none"
+
+
 def new_graph(
-    data: str | DataBundle,
+    data: str | DataBundle | None,
     *,
     model: Mapping[str, Any] | None = None,
     steps: int = 100,
@@ -359,13 +368,19 @@ def new_graph(
     name: str = "graph",
     device: torch.device | str = "cpu",
     log_every: int = 10,
+    source: str = "<graph>",
 ) -> GraphBuilder:
-    """An empty graph on a registered dataset (by name) or your own :class:`DataBundle`.
+    """An empty graph on a registered dataset (by name), your own :class:`DataBundle`, or no
+    dataset at all (``None``: a graph of custom nodes, e.g. a closed-form problem, whose nodes
+    need no ``data=``; their losses receive the batch ``()``).
 
-    ``model`` holds the YAML ``model`` keys (``{"backbone": "tiny", "mask_ratio": 0.5}``).
-    Seeds torch, numpy and python with ``seed`` (as ``metamask run`` does before building).
+    ``model`` holds the YAML ``model`` keys (``{"backbone": "tiny", "mask_ratio": 0.5}``);
+    ``source`` starts the graph's error messages. Seeds torch, numpy and python with ``seed``
+    (as ``metamask run`` does before building).
     """
-    dataset = data if isinstance(data, str) else data.info.name
+    dataset = (
+        data.info.name if isinstance(data, DataBundle) else NO_DATASET if data is None else data
+    )
     raw = {
         "name": name,
         "seed": seed,
@@ -375,8 +390,9 @@ def new_graph(
         "train": {"steps": steps, "log_every": log_every},
     }
     seed_everything(seed)
-    spec = spec_from_dict(raw, source="<graph>")
-    return GraphBuilder(spec, None if isinstance(data, str) else data, device)
+    spec = spec_from_dict(raw, source=source)
+    bundle = data if isinstance(data, DataBundle) else None
+    return GraphBuilder(spec, bundle, device, source, has_data=data is not None)
 
 
 def train(
@@ -395,6 +411,7 @@ def train(
 
 __all__ = [
     "CUSTOM_TYPE",
+    "NO_DATASET",
     "CustomLoss",
     "GraphBuilder",
     "build_graph",

@@ -133,6 +133,24 @@ class ResumableLoader(DataLoader):
         self.batch_sampler.load_state_dict(state)
 
 
+class EmptyBatches:
+    """The loader of a node that reads no data (a closed-form problem, a loss of parameters
+    alone): every batch is the empty tuple ``()``, forever; nothing to save or restore."""
+
+    def __iter__(self) -> Iterator[tuple[()]]:
+        while True:
+            yield ()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Betty calls this at each epoch under its distributed strategy; nothing to do."""
+
+    def state_dict(self) -> dict[str, int]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing was saved."""
+
+
 def _moved(batch: Any, device: torch.device) -> Any:
     """A collated batch's tensors on ``device`` (non-blocking: they come from pinned memory)."""
     if torch.is_tensor(batch):

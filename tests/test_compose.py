@@ -247,10 +247,31 @@ def test_invalid_composed_graphs_are_refused_with_one_line(kind: str) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_a_custom_node_without_data_is_refused_at_declaration() -> None:
-    g = new_graph(tiny_bundle("signal1d"), model={"backbone": "tiny"})
-    with pytest.raises(GraphError, match=r"graph.nodes.head: node has no data; pass data="):
-        g.node("head", module=nn.Linear(2, 2), loss=lambda batch: batch[0].sum())
+def test_a_graph_without_a_dataset_trains_custom_nodes_that_read_no_data() -> None:
+    """new_graph(None): no DatasetInfo to invent; a node without data= gets the batch ()."""
+    g = new_graph(None, steps=40, log_every=40)
+    weight = nn.Parameter(torch.zeros(2))
+    module = nn.ParameterList([weight])
+    seen: list[object] = []
+
+    def loss(batch: object) -> torch.Tensor:
+        seen.append(batch)
+        return ((weight - torch.tensor([3.0, -1.0])) ** 2).sum()
+
+    g.node("w", module=module, loss=loss, optimizer={"type": "sgd", "lr": 0.1})
+    graph = g.build()
+    summary = train(graph)
+    assert summary.steps == 40 and set(map(repr, seen)) == {"()"}
+    assert torch.allclose(weight.detach(), torch.tensor([3.0, -1.0]), atol=1e-3)
+    state = graph.nodes["w"].state_dict()  # checkpoints hold an (empty) data position
+    assert state["data"]["positions"] == [{}]
+
+
+def test_a_graph_without_a_dataset_refuses_node_types_that_need_one() -> None:
+    g = new_graph(None)
+    g.node("reconstruct", "reconstruct")
+    with pytest.raises(GraphError, match=r"this graph was made without a dataset \(new_graph\(None\)\)"):
+        g.build()
 
 
 def test_declaration_mistakes_are_named() -> None:

@@ -24,7 +24,7 @@ from metamask.errors import DataError, GraphError
 from metamask.hypergrad.registry import estimator_options
 from metamask.models.mae import MaskedAutoencoder
 from metamask.optim import build_optimizer
-from metamask.sampling import ResumableBatchSampler, ResumableLoader
+from metamask.sampling import EmptyBatches, ResumableBatchSampler, ResumableLoader
 from metamask.topology import local_step_period
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Wiring:
 
     optimizer: torch.optim.Optimizer | None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
-    loader: ResumableLoader | None
+    loader: ResumableLoader | EmptyBatches | None
     unroll_steps: int
     estimator: str
     estimator_options: Any
@@ -62,7 +62,8 @@ class BuildContext:
     """What node builders share. One per graph."""
 
     spec: RunSpec
-    bundle: DataBundle
+    #: the run's data; None for a graph of custom nodes made without a dataset (new_graph(None))
+    data_bundle: DataBundle | None
     device: torch.device
     source: str = "<spec>"
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -71,6 +72,20 @@ class BuildContext:
     data: Mapping[str, Dataset] = field(default_factory=dict)
     #: the names whose declared dataset a builder has read (the rest are refused)
     used_data: set[str] = field(default_factory=set)
+
+    @property
+    def bundle(self) -> DataBundle:
+        """The run's data.
+
+        Raises:
+            GraphError: the graph was made without a dataset (only custom nodes can be built).
+        """
+        if self.data_bundle is None:
+            raise GraphError(
+                f"{self.source}: this graph was made without a dataset (new_graph(None)); only "
+                "custom nodes (GraphBuilder.node(name, module=, loss=)) can be built in it"
+            )
+        return self.data_bundle
 
     def options(self, cls: type[T], node: NodeSpec, name: str) -> T:
         """The node's type-specific options, validated against ``cls``."""
@@ -164,7 +179,7 @@ class BuildContext:
             across = f" x {processes} processes" if processes > 1 else ""
             raise DataError(
                 f"{origin_of(self.source, 'data.batch_size')}: data.batch_size {batch}{across} "
-                f"exceeds the {size} examples node '{name}' trains on ({self.bundle.info.name}); "
+                f"exceeds the {size} examples node '{name}' trains on ({self._data_name()}); "
                 "lower data.batch_size"
             )
         sampler = ResumableBatchSampler(
@@ -177,6 +192,9 @@ class BuildContext:
             rank=distributed.rank(),
         )
         return ResumableLoader(dataset, sampler)
+
+    def _data_name(self) -> str:
+        return "no dataset" if self.data_bundle is None else self.data_bundle.info.name
 
     def expected_steps(self, name: str) -> int:
         """How many local steps node ``name`` takes in the run (for schedules)."""

@@ -12,6 +12,7 @@ the module itself, not through tensors captured beforehand. The node derives fro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from metamask.config import NodeSpec
 from metamask.nodes.context import BuildContext
 from metamask.nodes.differentiable import DifferentiableNode
 from metamask.nodes.registry import NodeBuilder
+from metamask.sampling import EmptyBatches
 
 #: a custom node's loss: a batch -> the loss, or a dict with "loss" and any terms to log
 CustomLoss = Callable[[Any], "torch.Tensor | dict[str, torch.Tensor]"]
@@ -47,13 +49,18 @@ class CustomNode(DifferentiableNode):
         """Nothing kept between evaluations (see ``Head.release``)."""
 
 
-def custom_builder(module: nn.Module, loss: CustomLoss, data: Dataset) -> NodeBuilder:
+def custom_builder(module: nn.Module, loss: CustomLoss, data: Dataset | None) -> NodeBuilder:
     """A node builder for :class:`CustomNode` (what ``GraphBuilder.node(module=...)`` registers
-    for that one node): the module on the run's device, its optimizer and its estimator."""
+    for that one node): the module on the run's device, its optimizer and its estimator. With
+    ``data`` None the node reads no data: every batch its loss receives is ``()``."""
 
     def build(ctx: BuildContext, name: str, spec: NodeSpec) -> CustomNode:
         module.to(ctx.device)
-        wiring = ctx.wire(name, spec, module, data)
+        if data is None:
+            wiring = ctx.wire(name, spec, module, reads_data=False)
+            wiring = dataclasses.replace(wiring, loader=EmptyBatches())
+        else:
+            wiring = ctx.wire(name, spec, module, data)
         return CustomNode(name, module, loss, **wiring.kwargs())
 
     return build

@@ -16,11 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from metamask.compose import GraphBuilder
-from metamask.config import spec_from_dict
-from metamask.data.base import DataBundle, DatasetInfo
+from metamask.compose import new_graph
 from metamask.graph import Graph, GraphEngine
 from metamask.hypergrad.registry import use_estimator
 from metamask.nodes.base import Node
@@ -243,22 +240,6 @@ def chain_graph(
 EstimatorChoice = str | Mapping[str, Any]
 
 
-class _OneBatch(Dataset[int]):
-    """One empty batch: the closed-form losses read no data."""
-
-    def __len__(self) -> int:
-        return 1
-
-    def __getitem__(self, index: int) -> int:
-        return index
-
-
-def _closed_form_bundle() -> DataBundle:
-    """The data a GraphBuilder asks for, although these losses read none (one dummy example)."""
-    info = DatasetInfo("closed-form", "tokens", (1,), (1,), 0, "spearman", vocab_size=2)
-    return DataBundle(info, _OneBatch(), _OneBatch(), _OneBatch())
-
-
 @dataclass
 class NestedGraph:
     """The nested problem built by :class:`~metamask.compose.GraphBuilder` (custom nodes)."""
@@ -295,22 +276,12 @@ def nested_graph(
     theta0 = problem.theta0()
     v0 = problem.solve_v(theta0)
     u_mod, v_mod, t_mod = Value(problem.solve_u(v0)), Value(v0), Value(theta0)
-    spec = spec_from_dict(
-        {
-            "name": "nested",
-            "data": {"dataset": "closed-form", "batch_size": 1},
-            "graph": {"nodes": {}},
-            "train": {"steps": 1, "log_every": 1},
-        },
-        source="<nested>",
-    )
-    builder = GraphBuilder(spec, _closed_form_bundle(), source="<nested>")
+    builder = new_graph(None, steps=1, log_every=1, name="nested", source="<nested>")
     sgd = {"type": "sgd", "lr": 0.1, "weight_decay": 0.0}
     builder.node(
         "u",
         module=u_mod,
         loss=lambda batch: problem.bottom_loss(u_mod.value, v_mod.value),
-        data=_OneBatch(),
         optimizer=sgd,
         hypergradient=estimator if bottom is None else bottom,
     )
@@ -318,7 +289,6 @@ def nested_graph(
         "v",
         module=v_mod,
         loss=lambda batch: problem.middle_loss(v_mod.value, u_mod.value, t_mod.value),
-        data=_OneBatch(),
         optimizer=sgd,
         hypergradient=estimator,
         approximate=approximate,
@@ -327,7 +297,6 @@ def nested_graph(
         "theta",
         module=t_mod,
         loss=lambda batch: problem.top_loss(t_mod.value, v_mod.value, u_mod.value),
-        data=_OneBatch(),
         optimizer={**sgd, "lr": 1e-12},
     )
     for upper, lowers in (u2l or {"v": ["u"], "theta": ["v", "u"]}).items():
