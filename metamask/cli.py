@@ -265,7 +265,6 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     _require_spec_file(args.spec)
     from metamask.compose import check_buildable
     from metamask.config import load_spec
-    from metamask.models.mae import MaskedAutoencoder
     from metamask.report import edge_lines, graph_table
     from metamask.spec_data import check_eval_data, pretrain_info
     from metamask.topology import validate_graph
@@ -276,15 +275,15 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         check_picture_path(args.png)
     spec = load_spec(args.spec, args.overrides)
     validate_graph(spec.graph, str(args.spec))
-    check_buildable(spec, str(args.spec))  # refuses what `run` would: options, estimators
-    check_eval_data(spec, str(args.spec))
+    graph = check_buildable(spec, str(args.spec))  # refuses what `run` would: options, ...
+    check_eval_data(spec, str(args.spec), here=False)  # show needs no --data-root
     if args.resolved:  # plain stdout: a runnable spec, e.g. `> flat.yaml` (docs/specs.md)
         from metamask.config import spec_to_yaml
 
         sys.stdout.write(spec_to_yaml(spec))
         return 0
     info = pretrain_info(spec)
-    model = MaskedAutoencoder(info, spec.model)
+    model = graph.mae  # built on stand-in data by check_buildable
     enc, dec = spec.model.encoder, spec.model.decoder
     if spec.description:
         console.print(spec.description)

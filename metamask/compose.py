@@ -47,7 +47,7 @@ from metamask.config import (
     spec_to_dict,
 )
 from metamask.data.base import ArrayDataset, DataBundle
-from metamask.errors import GraphError
+from metamask.errors import ConfigError, GraphError
 from metamask.graph import Graph, GraphEngine
 from metamask.hypergrad.registry import get_estimator
 from metamask.models.mae import MaskedAutoencoder
@@ -206,6 +206,12 @@ class GraphBuilder:
         """Validate the graph, build every node lowers-first and wire them into Betty."""
         spec = self.spec
         order = validate_graph(spec.graph, self.source)
+        if spec.train.dtype == "float64" and spec.train.precision != "fp32":
+            raise ConfigError(
+                f"{self.source}: train.precision: {spec.train.precision!r} autocasts to lower "
+                "precision, which a float64 run (train.dtype: float64) is meant to avoid; use "
+                "train.precision: fp32 with it"
+            )
         context = self._context()
         for name in order:
             node_spec = spec.graph.nodes[name]
@@ -335,12 +341,14 @@ def build_graph(
     return GraphBuilder(spec, bundle, device, source).build()
 
 
-def check_buildable(spec: RunSpec, source: str = "<spec>") -> None:
+def check_buildable(spec: RunSpec, source: str = "<spec>") -> Graph:
     """Make every check a build makes, without loading the data: node types and their
     options, estimators and latent solvers (and whether each node supports its own), optimizers,
     topology. The graph is built on the CPU over stand-in examples of the spec's data facts
     (zeros, labels cycling over the classes; enough that every labelled split holds a batch),
-    then dropped. ``metamask show`` calls it, so that it refuses what ``metamask run`` refuses.
+    and returned (its model's weights are real, the data is not: fit for counting parameters,
+    not for training). ``metamask show`` calls it, so that it refuses what ``metamask run``
+    refuses.
 
     Raises:
         ConfigError, GraphError: as :func:`build_graph` would, naming the file and the key.
@@ -351,7 +359,7 @@ def check_buildable(spec: RunSpec, source: str = "<spec>") -> None:
     x = torch.zeros((1, *info.input_shape), dtype=dtype).expand(count, *info.input_shape)
     stand_in = ArrayDataset(x, torch.arange(count) % max(info.num_classes, 1))
     bundle = DataBundle(info, stand_in, stand_in, stand_in)
-    GraphBuilder(spec, bundle, "cpu", source).build()
+    return GraphBuilder(spec, bundle, "cpu", source).build()
 
 
 #: the ``data.dataset`` of a graph made without data (``new_graph(None)``)

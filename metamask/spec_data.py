@@ -44,9 +44,10 @@ def load_eval_data(spec: RunSpec, pretrain: DataBundle, source: str = "<spec>") 
     return bundle
 
 
-def check_eval_data(spec: RunSpec, source: str = "<spec>") -> None:
-    """Refuse, before training, an ``eval.dataset`` that is unknown, cannot load here, or whose
-    inputs differ from the pretraining data's (facts only: nothing is loaded)."""
+def check_eval_data(spec: RunSpec, source: str = "<spec>", here: bool = True) -> None:
+    """Refuse, before training, an ``eval.dataset`` that is unknown, whose inputs differ from
+    the pretraining data's, or (with ``here``) that cannot load here. Facts and the cheap
+    availability check only: nothing is loaded."""
     name = spec.eval.dataset
     if name is None or name == spec.data.dataset:
         return
@@ -55,7 +56,7 @@ def check_eval_data(spec: RunSpec, source: str = "<spec>") -> None:
         entry = get_dataset(name)
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
-    reason = entry.requires(load_options(spec))
+    reason = entry.requires(load_options(spec)) if here else None
     if reason is not None:
         raise DataError(f"{where}: dataset {name}: {reason}")
     _check_same_inputs(pretrain_info(spec), entry.info, source)
