@@ -51,7 +51,7 @@ class Classifier(torch.nn.Module):
         super().__init__()
         self.mae = mae
         self.pool = pool
-        self.head = linear_head(mae.width, num_classes)
+        self.head = linear_head(mae.width, num_classes).to(mae.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.mae.features(x, pool=self.pool))  # type: ignore[arg-type]

@@ -125,6 +125,9 @@ class TrainSpec:
     # forward passes under autocast (bf16, fp16 + loss scaling); weights, optimizer state and
     # hypergradients stay fp32 (metamask.precision, docs/performance.md)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # the auto-encoder's parameters, buffers (sin-cos positions built in it) and inputs:
+    # float64 to check gradients against closed forms and finite differences (docs/graphs.md)
+    dtype: Literal["float32", "float64"] = "float32"
     # also write the logged scalars as TensorBoard event files in OUT/tensorboard/ (needs the
     # `tensorboard` package: pip install 'metamask[tensorboard]'; docs/long-runs.md)
     tensorboard: bool = False

@@ -20,6 +20,7 @@ from metamask.config import ModelSpec
 from metamask.data.base import DatasetInfo
 from metamask.errors import ConfigError
 from metamask.models.masking import Masks
+from metamask.models.posembed import sincos_grid, with_cls_row
 from metamask.models.tokenizers import Tokenizer, TokenTokenizer, build_tokenizer
 from metamask.models.transformer import Decoder, Encoder
 
@@ -52,9 +53,28 @@ class MaskedAutoencoder(nn.Module):
     def grid(self) -> tuple[int, ...]:
         return self.tokenizer.grid
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the parameters (float32, or float64 after :meth:`to_dtype`)."""
+        return self.encoder.cls_token.dtype
+
+    def to_dtype(self, dtype: torch.dtype) -> MaskedAutoencoder:
+        """Parameters and buffers in ``dtype``, the sin-cos positions computed anew in it (a
+        cast of the float32 ones would keep their float32 rounding)."""
+        self.to(dtype)
+        device = self.encoder.pos_embed.device
+        enc, dec = self.encoder, self.decoder
+        enc.pos_embed = sincos_grid(enc.width, enc.grid, dtype)[None].to(device)
+        dec.pos_embed = with_cls_row(sincos_grid(dec.width, dec.grid, dtype))[None].to(device)
+        return self
+
+    def _typed(self, x: torch.Tensor) -> torch.Tensor:
+        """Real-valued inputs in the model's dtype (token ids stay integers)."""
+        return x.to(self.dtype) if x.is_floating_point() and x.dtype != self.dtype else x
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Inputs -> positioned tokens (B, L, D): what maskers look at and the encoder eats."""
-        return self.tokenizer(x) + self.encoder.pos_embed
+        return self.tokenizer(self._typed(x)) + self.encoder.pos_embed
 
     def encode(self, tokens: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
         """Positioned tokens (B, L, D) -> latent (B, 1 + K, D) of the kept tokens (all if None)."""
@@ -74,7 +94,7 @@ class MaskedAutoencoder(nn.Module):
 
     def targets(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction targets (B, L, P), per-token normalised when ``norm_pix`` is on."""
-        target = self.tokenizer.targets(x)
+        target = self.tokenizer.targets(self._typed(x))
         if self.spec.norm_pix and not self.tokenizer.discrete:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True, unbiased=True)

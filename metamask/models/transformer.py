@@ -84,6 +84,7 @@ class Encoder(nn.Module):
     def __init__(self, grid: tuple[int, ...], spec: EncoderSpec) -> None:
         super().__init__()
         self.width = spec.width
+        self.grid = grid
         self.cls_token = nn.Parameter(torch.zeros(1, 1, spec.width))
         self.register_buffer("pos_embed", sincos_grid(spec.width, grid)[None], persistent=False)
         self.dropout = nn.Dropout(spec.dropout)
@@ -120,6 +121,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.embed = nn.Linear(enc_width, spec.width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.width))
+        self.grid, self.width = grid, spec.width
         pos = with_cls_row(sincos_grid(spec.width, grid))
         self.register_buffer("pos_embed", pos[None], persistent=False)  # (1, 1+L, Dd)
         self.blocks = nn.Sequential(

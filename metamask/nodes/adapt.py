@@ -200,6 +200,6 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
         options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
     )
     if isinstance(masker, LearnedMasker):
-        masker = masker.to(ctx.device)
+        masker = masker.to(ctx.device, mae.dtype)
     wiring = ctx.wire(name, spec, data=ctx.bundle.pretrain_set, edge_estimator=False)
     return Adapt(name, mae, masker, solver, options, wiring.loader)

@@ -94,9 +94,10 @@ class BuildContext:
     def mae(self) -> MaskedAutoencoder:
         """The run's masked auto-encoder, built once and shared by every node that needs it."""
         if "mae" not in self.shared:
-            self.shared["mae"] = MaskedAutoencoder(self.bundle.info, self.spec.model).to(
-                self.device
-            )
+            mae = MaskedAutoencoder(self.bundle.info, self.spec.model).to(self.device)
+            if self.spec.train.dtype == "float64":
+                mae.to_dtype(torch.float64)
+            self.shared["mae"] = mae
         model: MaskedAutoencoder = self.shared["mae"]
         return model
 

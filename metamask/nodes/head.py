@@ -116,6 +116,6 @@ def build_head(ctx: BuildContext, name: str, spec: NodeSpec) -> Head:
         )
     splits = split_labelled(ctx.bundle, options.holdout, ctx.spec.seed)
     head = ClassifierHead(pretrain.mae.width, info.num_classes, options.head_dropout)
-    head = head.to(ctx.device)
+    head = head.to(ctx.device, pretrain.mae.dtype)
     wiring = ctx.wire(name, spec, head, splits.a)
     return Head(name, head, pretrain, splits, options.pool, **wiring.kwargs())

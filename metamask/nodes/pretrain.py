@@ -117,7 +117,7 @@ def build_pretrain(ctx: BuildContext, name: str, spec: NodeSpec) -> Pretrain:
             f"{where}.masker: pretrain learns where to mask (flat_mlp or token_mlp); with random "
             "masks it would be MAE, which is the reconstruct node alone (type: reconstruct)"
         )
-    masker = masker.to(ctx.device)
+    masker = masker.to(ctx.device, mae.dtype)
     if not ctx.uppers(name):
         raise GraphError(
             f"{where}.masker: a learned masker ({options.masker.type}) needs a mask node above "

@@ -203,7 +203,7 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
         )
     options = dataclasses.replace(options, reg_weight=reg_weight)
     mae = ctx.mae()
-    projector = Projector(mae.width).to(ctx.device) if reg_weight > 0 else None
+    projector = Projector(mae.width).to(ctx.device, mae.dtype) if reg_weight > 0 else None
     module = OuterModule(mae, projector)
     if inner is not None:
         wiring = ctx.wire(name, spec, module, reads_data=False)
