@@ -218,3 +218,12 @@ def test_every_range_declared_in_the_schema_is_checked() -> None:
                 parse_dataclass(cls, {**required, f.name: bad}, "spec.yaml")
             checked += 1
     assert checked >= 12
+
+
+def test_show_validates_without_data_and_without_data_root(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The stand-in build needs no data: a DABS spec with a transfer eval.dataset shows as is."""
+    spec = str(REPO / "problems/mae-imagenet32.yaml")
+    assert main(["show", spec, "--set", "model.backbone=tiny"]) == 0, capsys.readouterr().err
+    assert "imagenet32" in capsys.readouterr().out
