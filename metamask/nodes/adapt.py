@@ -110,8 +110,11 @@ class Adapt(Node):
         self._task, support_loss = self.solve(batch[0])
         return self.record_metrics({"support": support_loss})
 
-    def solve(self, x: torch.Tensor, fixed: LatentTask | None = None) -> tuple[LatentTask, float]:
-        """Mask, encode and adapt one batch; returns the task and the support loss at z0.
+    def solve(
+        self, x: torch.Tensor, fixed: LatentTask | None = None
+    ) -> tuple[LatentTask, torch.Tensor]:
+        """Mask, encode and adapt one batch; returns the task and the support loss at z0 (a
+        detached float64 scalar, read on the host only when it is logged).
 
         With ``fixed`` (an earlier task of the same batch), its masks and support set are
         kept: the task is solved again at the parameters the model holds now.
@@ -137,7 +140,7 @@ class Adapt(Node):
             amortized = amortized.detach().requires_grad_(True)  # solver still steps in z
         target = model.targets(x)
         batch_size = x.shape[0]
-        first_loss: list[float] = []
+        first_loss: list[torch.Tensor] = []  # kept on the device: no host sync mid-forward
 
         def support_loss(latent: torch.Tensor) -> torch.Tensor:
             # pooled over every support token of the batch, x B: the step size acts per sample
@@ -148,7 +151,7 @@ class Adapt(Node):
                 loss = model.reconstruction_loss(latent, masks, target, support)
             loss = loss * batch_size
             if not first_loss:
-                first_loss.append(float(loss.detach()) / batch_size)
+                first_loss.append(loss.detach().double() / batch_size)
             return loss
 
         adapted = self.solver(support_loss, amortized)
