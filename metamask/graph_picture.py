@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from metamask.checkpoint import atomic_write
 from metamask.config import GraphSpec
 from metamask.errors import OutputError
 from metamask.topology import validate_graph
@@ -128,9 +129,11 @@ def draw_graph(graph: GraphSpec, path: Path, title: str = "") -> Path:
     key = "each box: name (type; estimator of its edges up)"
     ax.set_title(f"{title}\n{key}" if title else key, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    picture_format = path.suffix.lower().lstrip(".") or "png"
+    try:  # whole or not at all: an error mid-way leaves no half-written picture
+        atomic_write(path, lambda handle: fig.savefig(handle, dpi=110, format=picture_format))
+    finally:
+        plt.close(fig)
     return path
 
 
