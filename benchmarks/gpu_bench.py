@@ -140,7 +140,7 @@ def build(config: dict[str, Any], variant: str, precision: str, device: str) -> 
         "accuracy", vocab_size=config.get("vocab", 0),
     )  # fmt: skip
     batch = config["batch"]
-    n = batch * 8  # MLO-MAE's split B (20% of the labelled split) holds more than one batch
+    n = batch * 8 + 32  # MLO-MAE's split B (a fifth of the labelled split) holds a batch
     if config["modality"] == "tokens":
         x = torch.randint(0, config["vocab"], (n, *config["shape"]))
     else:
