@@ -79,8 +79,11 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path: Path) -
     folder = tmp_path / "two" / "run"
     assert sorted(p.name for p in folder.iterdir()) == [
         "checkpoint.pt",
+        "losses.png",
         "metrics.jsonl",
+        "reconstructions.png",
         "results.json",
+        "spec.yaml",
     ]
     assert out.count("results (") == 1  # one results table, printed by rank 0
 

@@ -269,7 +269,7 @@ BAD_INPUT = {
     ),
     "impossible shapes": (["--set", "model.patch=[7]"], "patch"),
     "missing data file": ([], "does not exist"),
-    "truncated data file": ([], "cannot read as .npz"),
+    "truncated data file": ([], "data.npz: not an .npz archive (expected arrays x and y"),
     "corrupt data file": ([], "cannot read as .npz"),
 }
 
@@ -360,7 +360,8 @@ def test_a_full_disk_for_the_metrics_file_is_one_line_exit_2(
     assert main(["run", METAMAE, *TINY, "--set", "train.steps=3", "--out", str(out)]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "metrics.jsonl: could not write (No space left on device)" in line, line
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]
+    # spec.yaml is written (atomically) before training, so that --resume DIR alone works
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl", "spec.yaml"]
 
 
 def _limit_file_size() -> None:
@@ -384,7 +385,8 @@ def test_a_checkpoint_that_does_not_fit_on_disk_fails_cleanly_in_a_subprocess(
     assert proc.returncode == 2, proc.stderr
     line = _one_line(proc.stderr)
     assert "checkpoint.pt: could not write (File too large)" in line, line
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]  # no checkpoint, no temp
+    # no checkpoint, no temporary file; spec.yaml was written before training
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl", "spec.yaml"]
     assert metric_rows(out / "metrics.jsonl")[-1]["step"] == 2
     _assert_clean(out)
 

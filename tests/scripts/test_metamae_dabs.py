@@ -60,7 +60,10 @@ def test_reuse_resumes_a_run_that_left_only_its_checkpoint(
     assert example.main([*args, "--reuse"]) == 0
     again = json.loads((run / "results.json").read_text())
     assert again["train"]["resumed_from"] is not None
-    assert again["test"] == first["test"] and again["train"]["steps"] == 0  # nothing left to train
+    assert again["test"] == first["test"]
+    # the whole run: the same steps (nothing was left to train), one resume at its end
+    assert again["train"]["steps"] == first["train"]["steps"]
+    assert [leg["from_step"] for leg in again["train"]["resumes"]] == [first["train"]["steps"]]
 
 
 def test_a_changed_spec_is_not_reused(example, tmp_path: Path) -> None:
