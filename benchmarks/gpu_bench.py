@@ -227,13 +227,14 @@ def measure(
     tf32 = _tf32_flags()  # a graph turns TF32 on for fp32: do not let it leak into the next
     memory.reset()
     torch.manual_seed(0)
-    graphs = [build(config, variant, precision, args.device)]  # a list, to free it below
+    graphs: list[Any] = []  # a list, so that the graph can be freed below
 
     def unit() -> None:
         for _ in range(ITERATIONS[variant]):
             graphs[0].step()
 
     try:
+        graphs.append(build(config, variant, precision, args.device))
         for _ in range(args.warmup):
             unit()
         sync()
