@@ -138,7 +138,9 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def _argv(case: Case, tmp: Path) -> list[str]:
-    return [a.replace("{tmp}", str(tmp)) for a in case.argv]
+    """The case's command line; each case its own run folder (processes run side by side)."""
+    argv = [f"{{tmp}}/run-{case.id}" if a == "{tmp}/run" else a for a in case.argv]
+    return [a.replace("{tmp}", str(tmp)) for a in argv]
 
 
 def _check(case: Case, tmp: Path, code: int, err: str, before: set[Path]) -> None:
@@ -160,7 +162,17 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(
 
 
 def test_the_same_on_the_real_command_line(workspace: Path) -> None:
-    cases = [c for c in CASES if c.id in SUBPROCESS]
+    _in_subprocesses([c for c in CASES if c.id in SUBPROCESS], workspace)
+
+
+@pytest.mark.slow
+def test_the_whole_matrix_on_the_real_command_line(workspace: Path) -> None:
+    """Every case as a real process (a few minutes on 2 cores: ``pytest -m slow``)."""
+    for start in range(0, len(CASES), 4):  # four at a time
+        _in_subprocesses(CASES[start : start + 4], workspace)
+
+
+def _in_subprocesses(cases: list[Case], workspace: Path) -> None:
     before = set(workspace.rglob("*"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
     procs = [  # started together: the imports overlap
