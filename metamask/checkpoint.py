@@ -94,8 +94,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable metamask checkpoint ({reason})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        # torch's own advice (load with weights_only=False) is the wrong one for a bad file
+        reason = first if first and "weights_only" not in first and len(first) < 160 else ""
+        reason = reason or type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable metamask checkpoint ({reason}); expected a checkpoint.pt "
+            "that metamask wrote"
+        ) from None
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path}: not a metamask checkpoint (no 'format' entry)")
     return state

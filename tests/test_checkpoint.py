@@ -96,3 +96,14 @@ def test_every_file_a_run_writes_has_the_mode_of_a_new_file(
     assert {"metrics.jsonl", "results.json", "checkpoint.pt", "losses.png"} <= names
     modes = {f.name: oct(f.stat().st_mode & 0o777) for f in files}
     assert set(modes.values()) == {"0o640"}, modes
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage" * 50, b"PK\x03\x04" + bytes(range(256))])
+def test_a_corrupt_checkpoint_is_one_line_without_torchs_advice(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: not a readable metamask checkpoint (")
+    assert "weights_only" not in text and "\n" not in text
