@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # log files: never cut cells
     common = {k: getattr(args, k) for k in ("steps", "warmup", "threads", "device", "batch")}
     variants = ["mae", *args.variants]
     rows = []

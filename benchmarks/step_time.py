@@ -189,7 +189,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # log files: never cut cells
     keys = ("steps", "warmup", "threads", "device", "backbone", "precisions")
     common = {k: getattr(args, k) for k in keys}
     rows = []
