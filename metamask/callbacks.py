@@ -30,7 +30,8 @@ class Callback(Protocol):
     """Something the trainer calls around and after every engine step.
 
     ``trainer.step`` is the number of engine iterations done, ``trainer.graph`` the graph,
-    ``trainer.latest`` every node's last metrics, ``trainer.out_dir`` the run folder (None
+    ``trainer.latest`` every node's last metrics, ``trainer.to_log`` the nodes logged at this
+    step (empty when it is not a logged step), ``trainer.out_dir`` the run folder (None
     without one); ``stepped`` are the nodes that took a step in this iteration.
     """
 
@@ -42,17 +43,16 @@ class Callback(Protocol):
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per node per logged step (every ``every`` engine
-    steps and at the last), with each loss term, the gradient norm, the learning rate and the
-    run's training seconds (``time``: a resumed run continues from its checkpoint's clock, so
-    it never goes back). Appended unbuffered, each step's rows in one write, so a killed run
-    leaves whole lines (a resumed run first drops the rows past its checkpoint)."""
+    """``metrics.jsonl``: one JSON object per node per logged step (``trainer.to_log``: every
+    ``train.log_every`` engine steps and at the last), with each loss term, the gradient norm,
+    the learning rate and the run's training seconds (``time``: a resumed run continues from
+    its checkpoint's clock, so it never goes back). Appended unbuffered, each step's rows in
+    one write, so a killed run leaves whole lines (a resumed run first drops the rows past its
+    checkpoint)."""
 
-    def __init__(self, path: Path, every: int) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.every = every
         self._handle: IO[bytes] | None = None
-        self._pending: set[str] = set()
 
     def on_train_start(self, trainer: Trainer) -> None:
         try:
@@ -62,20 +62,17 @@ class MetricsLog:
             raise OutputError(f"{self.path}: could not write ({exc.strerror or exc})") from None
 
     def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
-        self._pending.update(node.name for node in stepped)
-        if trainer.step % self.every and trainer.step != trainer.spec.train.steps:
+        if not trainer.to_log:
             return
         assert self._handle is not None, "MetricsLog.on_train_start was not called"
         elapsed = round(trainer.elapsed(), 3)
         rows = []
-        for name in sorted(self._pending):
-            row = {"step": trainer.step, "node": name, **trainer.latest[name], "time": elapsed}
-            lr = learning_rate(trainer.graph, name)
+        for name, metrics, lr in logged_metrics(trainer):
+            row = {"step": trainer.step, "node": name, **metrics, "time": elapsed}
             if lr is not None:
                 row["lr"] = lr
             rows.append(json.dumps(row) + "\n")
         append_whole(self._handle, "".join(rows).encode())
-        self._pending.clear()
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self._handle is not None:
@@ -98,6 +95,14 @@ def append_whole(handle: IO[bytes], data: bytes) -> None:
         raise OutputError(f"{handle.name}: could not write ({exc.strerror or exc})") from None
 
 
+def logged_metrics(trainer: Trainer) -> list[tuple[str, dict[str, Any], float | None]]:
+    """For each node logged at this step (``trainer.to_log``): its name, its last metrics
+    (``local_step`` included) and its current learning rate (None without an optimizer)."""
+    return [
+        (name, trainer.latest[name], learning_rate(trainer.graph, name)) for name in trainer.to_log
+    ]
+
+
 def learning_rate(graph: Graph, name: str) -> float | None:
     """Node ``name``'s current learning rate (its first parameter group), if it has one."""
     optimizer = graph.nodes[name].optimizer
@@ -116,12 +121,10 @@ class TensorBoardLog:
     package, which is checked when the callback is made: asked for but missing is a
     :class:`~metamask.errors.ConfigError` before anything is written."""
 
-    def __init__(self, folder: Path, every: int) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.every = every
         self._writer_class = summary_writer_class()
         self._writer: Any = None
-        self._pending: set[str] = set()
 
     def on_train_start(self, trainer: Trainer) -> None:
         purge = trainer.step + 1 if trainer.step > 0 else None  # resumed: hide later events
@@ -131,20 +134,17 @@ class TensorBoardLog:
             raise OutputError(f"{self.folder}: could not write ({exc.strerror or exc})") from None
 
     def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
-        self._pending.update(node.name for node in stepped)
-        if trainer.step % self.every and trainer.step != trainer.spec.train.steps:
+        if not trainer.to_log:
             return
         assert self._writer is not None, "TensorBoardLog.on_train_start was not called"
-        for name in sorted(self._pending):
-            scalars = {k: v for k, v in trainer.latest[name].items() if k != "local_step"}
-            lr = learning_rate(trainer.graph, name)
+        for name, metrics, lr in logged_metrics(trainer):
+            scalars = {k: v for k, v in metrics.items() if k != "local_step"}
             if lr is not None:
                 scalars["lr"] = lr
             for term, value in scalars.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     self._writer.add_scalar(f"{name}/{term}", value, trainer.step)
         self._writer.flush()
-        self._pending.clear()
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self._writer is not None:

@@ -37,6 +37,7 @@ from metamask.config import (
     spec_from_dict,
     spec_to_dict,
     spec_to_yaml,
+    written_form,
 )
 from metamask.errors import CheckpointError, ConfigError
 
@@ -170,25 +171,11 @@ def saved_spec(state: Mapping[str, Any], path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: the checkpoint holds no readable spec")
     try:
         normalised: dict[str, Any] = spec_to_dict(
-            spec_from_dict(_as_written(saved), source=str(path))
+            spec_from_dict(written_form(saved), source=str(path))
         )
     except (ConfigError, AttributeError, KeyError, TypeError):
         return saved
     return normalised
-
-
-def _as_written(plain: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`spec_to_dict`'s output as a spec file writes it: each node's options and its
-    estimator's options flat (the form :func:`spec_from_dict` reads)."""
-    data = json.loads(json.dumps(plain))
-    nodes = data.get("graph", {}).get("nodes", {})
-    for name, node in nodes.items():
-        options = node.pop("options", {})
-        estimator = node.get("hypergradient")
-        if isinstance(estimator, dict) and isinstance(estimator.get("options"), dict):
-            node["hypergradient"] = {"type": estimator["type"], **estimator["options"]}
-        nodes[name] = {**node, **options}
-    return data
 
 
 def check_not_finished(state: Mapping[str, Any], spec: RunSpec, folder: Path) -> None:
@@ -232,28 +219,10 @@ def run_folder_spec(
             f"{command} {folder}: not a run folder (no {SPEC_NAME} and no {CHECKPOINT_NAME}); "
             "give the folder `metamask run` wrote"
         )
-    raw = yaml_form(saved_spec(load_checkpoint(checkpoint), checkpoint))
+    raw = written_form(saved_spec(load_checkpoint(checkpoint), checkpoint))
     for item in overrides:
         apply_override(raw, item)
     return spec_from_dict(raw, source=str(checkpoint)), str(checkpoint)
-
-
-def yaml_form(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """A checkpoint's spec (plain data) in the form a spec file has: each node's options and
-    its estimator's options flat again (as :func:`metamask.config.spec_to_yaml_dict` does)."""
-    raw: dict[str, Any] = json.loads(json.dumps(saved))
-    nodes = {}
-    for name, node in raw.get("graph", {}).get("nodes", {}).items():
-        options = node.pop("options", None) or {}
-        estimator = node.get("hypergradient") or {}
-        node["hypergradient"] = {
-            "type": estimator.get("type", "first_order"),
-            **(estimator.get("options") or {}),
-        }
-        nodes[name] = {**node, **options}
-    if nodes:
-        raw["graph"]["nodes"] = nodes
-    return raw
 
 
 def resume_clock(state: Mapping[str, Any], step: int) -> tuple[float, list[dict[str, Any]]]:

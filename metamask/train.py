@@ -119,6 +119,9 @@ class Trainer:
         self.checkpoint_seconds = 0.0
         #: every node's metrics at its last step (``local_step`` included)
         self.latest: dict[str, dict[str, Any]] = {}
+        #: the nodes whose metrics are logged at this step (those that stepped since the last
+        #: logged step; every ``train.log_every`` steps and at the last), empty on other steps
+        self.to_log: list[str] = []
         self.started = 0.0  # perf_counter at the start of run()
         #: the run's training seconds before this call (a resumed checkpoint's clock)
         self.elapsed_before = 0.0
@@ -127,10 +130,10 @@ class Trainer:
         self._signal: int | None = None
         self.callbacks: list[Callback] = []
         if self.writes and out_dir is not None:
-            self.callbacks.append(MetricsLog(out_dir / METRICS_NAME, spec.train.log_every))
+            self.callbacks.append(MetricsLog(out_dir / METRICS_NAME))
             if spec.train.tensorboard:  # the same scalars as event files (needs tensorboard)
                 folder = out_dir / TENSORBOARD_DIR
-                self.callbacks.append(TensorBoardLog(folder, spec.train.log_every))
+                self.callbacks.append(TensorBoardLog(folder))
         self.callbacks.extend(callbacks)
 
     @property
@@ -141,6 +144,7 @@ class Trainer:
         """Train to ``spec.train.steps``; returns timing and the last metrics of every node."""
         total, every = self.spec.train.steps, self.spec.train.log_every
         latest = self.latest
+        pending: set[str] = set()  # nodes that stepped since the last logged step
         durations: list[float] = []
         checkpoint_due = False
         self.graph.train()
@@ -155,9 +159,13 @@ class Trainer:
                 self.step += 1
                 for node in stepped:
                     latest[node.name] = {"local_step": node.local_step, **node.last_metrics}
+                    pending.add(node.name)
+                logged = self.step % every == 0 or self.step == total
+                self.to_log = sorted(pending) if logged else []
                 for callback in self.callbacks:
                     callback.on_step_end(self, stepped)
-                if self.step % every == 0 or self.step == total:
+                if logged:
+                    pending.clear()
                     bar.update(task, losses=_describe(latest))
                 rate = len(durations) / (time.perf_counter() - start)
                 bar.update(task, completed=self.step, rate=f"{rate:.2f} it/s")

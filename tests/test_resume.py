@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,40 @@ def _method_spec(method: str) -> Path | None:
     return None
 
 
+def killed_beside_a_reference(
+    tmp_path: Path, args: list[str], steps: int
+) -> tuple[subprocess.Popen[str], Path, int]:
+    """The same run started twice: ``reference`` left running, ``victim`` SIGKILLed once its
+    metrics reach a random step (printed on failure). Returns the reference process, the
+    victim's folder and the step seen before the kill."""
+    kill_at = random.Random().randint(3, steps - 3)
+    reference = start("run", *args, "--out", str(tmp_path / "reference"))
+    victim_dir = tmp_path / "victim"
+    victim = start("run", *args, "--out", str(victim_dir))
+    seen = wait_for_step(victim, victim_dir / "metrics.jsonl", kill_at)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    return reference, victim_dir, seen
+
+
+def assert_same_as_reference(
+    reference: subprocess.Popen[str], tmp_path: Path, victim_dir: Path, where: str
+) -> None:
+    """The resumed victim ends bitwise where the uninterrupted reference does, with the same
+    metric rows."""
+    _, err = reference.communicate(timeout=180)
+    assert reference.returncode == 0, err
+    assert_identical(
+        training_state(tmp_path / "reference" / "checkpoint.pt"),
+        training_state(victim_dir / "checkpoint.pt"),
+        where,
+    )
+    assert metric_rows(victim_dir / "metrics.jsonl") == metric_rows(
+        tmp_path / "reference" / "metrics.jsonl"
+    ), where
+
+
 @pytest.mark.parametrize("method", ["metamae", "mlomae", "metamae+mask"])
 def test_sigkill_at_an_arbitrary_step_then_resume_is_bitwise_equal(
     tmp_path: Path, method: str
@@ -59,30 +94,15 @@ def test_sigkill_at_an_arbitrary_step_then_resume_is_bitwise_equal(
         pytest.skip(f"no problems/{method}-*.yaml in this checkout (MLO-MAE specs: issue 4)")
     steps = 12
     args = [str(spec), *TINY, "--set", f"train.steps={steps}", "--set", "train.checkpoint_every=2"]
-    kill_at = random.Random().randint(3, steps - 3)  # any step; printed on failure
-    reference = start("run", *args, "--out", str(tmp_path / "reference"))
-    victim_dir = tmp_path / "victim"
-    victim = start("run", *args, "--out", str(victim_dir))
-    seen = wait_for_step(victim, victim_dir / "metrics.jsonl", kill_at)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
-    assert victim.returncode == -signal.SIGKILL
+    reference, victim_dir, seen = killed_beside_a_reference(tmp_path, args, steps)
     saved = load_checkpoint(victim_dir / "checkpoint.pt")["step"]
     assert 2 <= saved < steps, f"killed at step >= {seen}, checkpoint at {saved}"
 
     resumed = run("run", *args, "--resume", str(victim_dir))
     assert resumed.returncode == 0, resumed.stderr
-    _, err = reference.communicate(timeout=180)
-    assert reference.returncode == 0, err
-    where = f"killed at step {seen} (checkpoint {saved})"
-    assert_identical(
-        training_state(tmp_path / "reference" / "checkpoint.pt"),
-        training_state(victim_dir / "checkpoint.pt"),
-        where,
+    assert_same_as_reference(
+        reference, tmp_path, victim_dir, f"killed at step {seen} (checkpoint {saved})"
     )
-    assert metric_rows(victim_dir / "metrics.jsonl") == metric_rows(
-        tmp_path / "reference" / "metrics.jsonl"
-    ), where
     results = json.loads((victim_dir / "results.json").read_text())
     assert results["train"]["resumed_from"] == saved
     assert not list(victim_dir.glob(".*.tmp"))  # a write cut by the kill is cleaned up
@@ -100,30 +120,15 @@ def test_sigkill_then_resume_with_the_run_folder_alone(tmp_path: Path) -> None:
         "--set",
         "train.checkpoint_every=2",
     ]
-    kill_at = random.Random().randint(3, steps - 3)
-    reference = start("run", *args, "--out", str(tmp_path / "reference"))
-    victim_dir = tmp_path / "victim"
-    victim = start("run", *args, "--out", str(victim_dir))
-    seen = wait_for_step(victim, victim_dir / "metrics.jsonl", kill_at)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
+    reference, victim_dir, seen = killed_beside_a_reference(tmp_path, args, steps)
     saved = load_checkpoint(victim_dir / "checkpoint.pt")
     before = saved["clock"]["elapsed"]
     assert saved["step"] >= 2 and before > 0
 
     resumed = run("run", "--resume", str(victim_dir), "--quiet")  # the folder alone
     assert resumed.returncode == 0, resumed.stderr
-    _, err = reference.communicate(timeout=180)
-    assert reference.returncode == 0, err
     where = f"killed at step {seen} (checkpoint {saved['step']})"
-    assert_identical(
-        training_state(tmp_path / "reference" / "checkpoint.pt"),
-        training_state(victim_dir / "checkpoint.pt"),
-        where,
-    )
-    assert metric_rows(victim_dir / "metrics.jsonl") == metric_rows(
-        tmp_path / "reference" / "metrics.jsonl"
-    ), where
+    assert_same_as_reference(reference, tmp_path, victim_dir, where)
     times = [json.loads(line)["time"] for line in (victim_dir / "metrics.jsonl").open()]
     assert times == sorted(times), f"{where}: time goes back: {times}"
     train = json.loads((victim_dir / "results.json").read_text())["train"]

@@ -18,6 +18,7 @@ from metamask.config.parse import (
     spec_to_dict,
     spec_to_yaml,
     spec_to_yaml_dict,
+    written_form,
 )
 from metamask.config.schema import (
     BACKBONES,
@@ -69,4 +70,5 @@ __all__ = [
     "spec_to_dict",
     "spec_to_yaml",
     "spec_to_yaml_dict",
+    "written_form",
 ]

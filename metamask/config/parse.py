@@ -237,14 +237,25 @@ def spec_to_yaml_dict(spec: RunSpec) -> dict[str, Any]:
     """The spec as a standalone YAML spec with every value spelled out: :func:`spec_to_dict`
     with each node's options and its estimator's options flat again, as a spec writes them
     (``metamask show SPEC --resolved``; loading it gives ``spec`` back)."""
-    data: dict[str, Any] = spec_to_dict(spec)
-    nodes = {}
-    for name, node in data["graph"]["nodes"].items():
-        options = node.pop("options")
-        estimator = node["hypergradient"]
-        node["hypergradient"] = {"type": estimator["type"], **estimator["options"]}
+    return written_form(spec_to_dict(spec))
+
+
+def written_form(plain: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`spec_to_dict`'s plain data (e.g. a checkpoint's spec) in the form a spec file
+    has, which :func:`spec_from_dict` reads: each node's options and its estimator's options
+    flat again. A copy; missing parts stay missing."""
+    data: dict[str, Any] = copy.deepcopy(dict(plain))
+    nodes = data.get("graph", {}).get("nodes")
+    if not isinstance(nodes, dict):
+        return data
+    for name, node in nodes.items():
+        options = node.pop("options", None) or {}
+        estimator = node.get("hypergradient") or {}
+        node["hypergradient"] = {
+            "type": estimator.get("type", "first_order"),
+            **(estimator.get("options") or {}),
+        }
         nodes[name] = {**node, **options}
-    data["graph"]["nodes"] = nodes
     return data
 
 

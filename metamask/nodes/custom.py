@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from metamask.config import NodeSpec
-from metamask.nodes.context import BuildContext
+from metamask.nodes.context import BuildContext, Wiring
 from metamask.nodes.differentiable import DifferentiableNode
 from metamask.nodes.registry import NodeBuilder
 from metamask.sampling import EmptyBatches
@@ -33,8 +33,8 @@ CustomLoss = Callable[[Any], "torch.Tensor | dict[str, torch.Tensor]"]
 class CustomNode(DifferentiableNode):
     """A Betty problem whose training step is the user's loss on its batch."""
 
-    def __init__(self, name: str, module: nn.Module, loss: CustomLoss, **kwargs: Any) -> None:
-        super().__init__(name, module, **kwargs)
+    def __init__(self, name: str, module: nn.Module, loss: CustomLoss, wiring: Wiring) -> None:
+        super().__init__(name, module, **wiring.kwargs())
         self.loss = loss
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
@@ -61,6 +61,6 @@ def custom_builder(module: nn.Module, loss: CustomLoss, data: Dataset | None) ->
             wiring = dataclasses.replace(wiring, loader=EmptyBatches())
         else:
             wiring = ctx.wire(name, spec, module, data)
-        return CustomNode(name, module, loss, **wiring.kwargs())
+        return CustomNode(name, module, loss, wiring)
 
     return build

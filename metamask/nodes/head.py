@@ -19,7 +19,7 @@ from metamask.data.labelled_splits import LabelledSplits, split_labelled
 from metamask.errors import GraphError
 from metamask.losses import classification_terms
 from metamask.models.heads import ClassifierHead
-from metamask.nodes.context import BuildContext
+from metamask.nodes.context import BuildContext, Wiring
 from metamask.nodes.differentiable import DifferentiableNode
 from metamask.nodes.feature_reuse import FeatureReuse
 from metamask.nodes.protocols import MaskedPretraining
@@ -51,23 +51,9 @@ class Head(DifferentiableNode):
         pretrain: MaskedPretraining,
         splits: LabelledSplits,
         pool: Pool,
-        optimizer: torch.optim.Optimizer | None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-        loader: Any,
-        unroll_steps: int = 1,
-        estimator: str = "first_order",
-        estimator_options: Any = None,
+        wiring: Wiring,
     ) -> None:
-        super().__init__(
-            name,
-            head,
-            optimizer,
-            scheduler,
-            loader=loader,
-            unroll_steps=unroll_steps,
-            estimator=estimator,
-            estimator_options=estimator_options,
-        )
+        super().__init__(name, head, **wiring.kwargs())
         self.head = head
         self.pretrain = pretrain
         self.splits = splits
@@ -118,4 +104,4 @@ def build_head(ctx: BuildContext, name: str, spec: NodeSpec) -> Head:
     head = ClassifierHead(pretrain.mae.width, info.num_classes, options.head_dropout)
     head = head.to(ctx.device, pretrain.mae.dtype)
     wiring = ctx.wire(name, spec, head, splits.a)
-    return Head(name, head, pretrain, splits, options.pool, **wiring.kwargs())
+    return Head(name, head, pretrain, splits, options.pool, wiring)

@@ -22,7 +22,7 @@ from metamask.hypergrad.paths import summed_path_gradient
 from metamask.hypergrad.registry import get_estimator
 from metamask.models.maskers import LearnedMasker
 from metamask.nodes.base import Node
-from metamask.nodes.context import BuildContext
+from metamask.nodes.context import BuildContext, Wiring
 from metamask.nodes.head import Head
 from metamask.nodes.protocols import Downstream, MaskedPretraining
 from metamask.nodes.registry import register_node_type
@@ -44,23 +44,9 @@ class Mask(Node):
         masker: LearnedMasker,
         pretrain: MaskedPretraining,
         head: Downstream,
-        optimizer: torch.optim.Optimizer | None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-        loader: Any,
-        unroll_steps: int = 1,
-        estimator: str = "first_order",
-        estimator_options: Any = None,
+        wiring: Wiring,
     ) -> None:
-        super().__init__(
-            name,
-            masker,
-            optimizer,
-            scheduler,
-            loader=loader,
-            unroll_steps=unroll_steps,
-            estimator=estimator,
-            estimator_options=estimator_options,
-        )
+        super().__init__(name, masker, **wiring.kwargs())
         self.masker = masker
         self.pretrain = pretrain
         self.head = head
@@ -122,4 +108,4 @@ def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
         )
     heldout = head.splits.b if isinstance(head, Head) else None
     wiring = ctx.wire(name, spec, masker, heldout)
-    return Mask(name, masker, pretrain, head, **wiring.kwargs())
+    return Mask(name, masker, pretrain, head, wiring)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -26,7 +25,7 @@ from metamask.models.mae import MaskedAutoencoder
 from metamask.models.maskers import LearnedMasker, MaskerSpec, build_masker
 from metamask.models.masking import Masks
 from metamask.models.transformer import twice_differentiable
-from metamask.nodes.context import BuildContext
+from metamask.nodes.context import BuildContext, Wiring
 from metamask.nodes.differentiable import DifferentiableNode
 from metamask.nodes.registry import register_node_type
 
@@ -54,23 +53,9 @@ class Pretrain(DifferentiableNode):
         name: str,
         mae: MaskedAutoencoder,
         masker: LearnedMasker,
-        optimizer: torch.optim.Optimizer | None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-        loader: Any,
-        unroll_steps: int = 1,
-        estimator: str = "first_order",
-        estimator_options: Any = None,
+        wiring: Wiring,
     ) -> None:
-        super().__init__(
-            name,
-            mae,
-            optimizer,
-            scheduler,
-            loader=loader,
-            unroll_steps=unroll_steps,
-            estimator=estimator,
-            estimator_options=estimator_options,
-        )
+        super().__init__(name, mae, **wiring.kwargs())
         self.mae = mae
         self.masker = masker
 
@@ -124,4 +109,4 @@ def build_pretrain(ctx: BuildContext, name: str, spec: NodeSpec) -> Pretrain:
             f"'{name}' to train it (u2l: {{mask: [{name}]}}); for MAE use a reconstruct node"
         )
     wiring = ctx.wire(name, spec, mae, ctx.bundle.pretrain_set)
-    return Pretrain(name, mae, masker, **wiring.kwargs())
+    return Pretrain(name, mae, masker, wiring)

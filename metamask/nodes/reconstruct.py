@@ -33,7 +33,7 @@ from metamask.models.maskers import LearnedMasker
 from metamask.models.masking import RandomMasker
 from metamask.nodes.adapt import Adapt, LatentTask, Masker
 from metamask.nodes.base import Node
-from metamask.nodes.context import BuildContext
+from metamask.nodes.context import BuildContext, Wiring
 from metamask.nodes.registry import register_node_type
 from metamask.ranges import NonNegative, Positive
 
@@ -69,30 +69,16 @@ class Reconstruct(Node):
         name: str,
         module: OuterModule,
         options: ReconstructOptions,
-        optimizer: torch.optim.Optimizer | None = None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        wiring: Wiring,
         inner: Adapt | None = None,
         masker: Masker | None = None,
-        loader: Any = None,
-        unroll_steps: int = 1,
-        estimator: str = "first_order",
-        estimator_options: Any = None,
     ) -> None:
         if (inner is None) == (masker is None):
             raise ValueError("Reconstruct takes either an inner Adapt node or a masker, not both")
         self.reg_weight = float(options.reg_weight or 0.0)
         if inner is not None and self.reg_weight > 0 and module.projector is None:
             raise ValueError("a positive reg_weight needs a projector")
-        super().__init__(
-            name,
-            module,
-            optimizer,
-            scheduler,
-            loader=loader,
-            unroll_steps=unroll_steps,
-            estimator=estimator,
-            estimator_options=estimator_options,
-        )
+        super().__init__(name, module, **wiring.kwargs())
         self.outer = module
         self.options = options
         self.inner = inner
@@ -207,7 +193,7 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
     module = OuterModule(mae, projector)
     if inner is not None:
         wiring = ctx.wire(name, spec, module, reads_data=False)
-        return Reconstruct(name, module, options, inner=inner, **wiring.kwargs())
+        return Reconstruct(name, module, options, wiring, inner=inner)
     wiring = ctx.wire(name, spec, module, ctx.bundle.pretrain_set)
     masker = RandomMasker(ctx.spec.model.mask_ratio)
-    return Reconstruct(name, module, options, masker=masker, **wiring.kwargs())
+    return Reconstruct(name, module, options, wiring, masker=masker)
