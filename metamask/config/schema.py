@@ -17,6 +17,17 @@ from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive, Rate, 
 
 
 @dataclass(frozen=True)
+class AugmentSpec:
+    """Train-split augmentation (metamask.data.augment; docs/datasets.md). All off by default:
+    MetaMAE and DABS pretrain on the data as it is."""
+
+    crop_pad: NonNegativeInt = 0  # image2d: random crop with this much zero padding (CIFAR: 4)
+    flip: bool = False  # image2d: horizontal flip with p=0.5 (never for digits, text, ...)
+    cutout: NonNegativeInt = 0  # image2d: one zeroed square of this side (published: 16, off)
+    shift: NonNegativeInt = 0  # signal1d: random time shift of up to this many steps, zero-filled
+
+
+@dataclass(frozen=True)
 class DataSpec:
     dataset: str  # registered dataset name; `metamask datasets` lists them
     batch_size: Count = 32  # pretraining batch size (per process)
@@ -24,6 +35,8 @@ class DataSpec:
     val_fraction: Ratio = 0.2  # share of the training split held out for model selection
     drop_last: bool = True  # drop the last incomplete pretraining batch
     arrays: ArraySource | None = None  # your own .npz/.csv data, named `dataset` (docs/datasets.md)
+    # augmented views of the training split for the graph's nodes (never val/test/probe/fine-tune)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class EncoderSpec:
 @dataclass(frozen=True)
 class DecoderSpec:
     width: Count = 128  # decoder width D_dec
-    depth: Count = 4  # decoder blocks (MetaMAE: a deep decoder matters outside vision)
+    depth: NonNegativeInt = 4  # decoder blocks (a deep one matters outside vision); 0 allowed
     heads: Count = 4  # attention heads
     mlp_ratio: Positive = 2.0  # MLP hidden width / D_dec
 

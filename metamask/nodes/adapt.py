@@ -32,7 +32,7 @@ from metamask.models.transformer import twice_differentiable
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext
 from metamask.nodes.registry import register_node_type
-from metamask.ranges import Count, Positive, Probability
+from metamask.ranges import NonNegativeInt, Positive, Probability
 
 Masker = Callable[[torch.Tensor], Masks]
 
@@ -42,7 +42,7 @@ class AdaptOptions:
     """Options of MetaMAE's inner node (YAML keys of an `adapt` node)."""
 
     inner_lr: Positive = 0.1  # latent step size (the published training script uses 0.5 on PAMAP2)
-    inner_steps: Count = 1  # gradient steps on the support loss
+    inner_steps: NonNegativeInt = 1  # gradient steps on the support loss (0: z1 = z0, ablation)
     s_ratio: Probability = 0.1  # chance a masked neighbour of a visible token joins the support
     masker: MaskerSpec = field(  # random (MetaMAE) | token_mlp / flat_mlp (learned: metamae+mask)
         default_factory=lambda: MaskerSpec(type="random")
@@ -155,6 +155,9 @@ class Adapt(Node):
             return loss
 
         adapted = self.solver(support_loss, amortized)
+        if not first_loss:  # no inner step (inner_steps 0): the support loss at z0, for the log
+            with torch.no_grad():
+                support_loss(amortized)
         kept = x if prob is not None else None  # a learned masker's task is re-solved later
         task = LatentTask(target, masks, support, amortized, adapted, kept, prob)
         return task, first_loss[0]
@@ -191,6 +194,13 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
             f"{origin_of(ctx.source, f'graph.nodes.{name}.optimizer')}: "
             f"graph.nodes.{name}.optimizer: an adapt node owns no parameters (the outer node "
             "updates the encoder and decoder)"
+        )
+    if options.inner_steps == 0 and spec.hypergradient.type == "implicit":
+        raise GraphError(
+            f"{origin_of(ctx.source, f'graph.nodes.{name}.inner_steps')}: "
+            f"graph.nodes.{name}.inner_steps: 0 (no latent adaptation) leaves no inner solution "
+            "for the implicit solver to differentiate; expected at least 1, or hypergradient "
+            "type unrolled / first_order (with 0 steps both pass z0 on unchanged)"
         )
     solver = get_latent_solver(
         spec.hypergradient,

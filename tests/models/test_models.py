@@ -193,3 +193,25 @@ def test_decoding_selected_positions_equals_selecting_from_the_full_decoding() -
     torch.testing.assert_close(
         model.decode(latent, masks, select), full[select], rtol=0, atol=1e-12
     )
+
+
+def test_a_decoder_of_depth_zero_predicts_hidden_tokens_from_position_alone() -> None:
+    """Depth 0 (MetaMAE's decoder ablation): embed, mask tokens, positions, norm, head. A hidden
+    position's prediction does not depend on the latent; a visible one's does; selected rows
+    equal the full decoding's."""
+    spec = model_spec(mask_ratio=0.75, decoder={"depth": 0})
+    model = MaskedAutoencoder(TINY_INFOS["image2d"], spec).double().eval()
+    assert len(model.decoder.blocks) == 0
+    x = torch.randn(3, *TINY_INFOS["image2d"].input_shape, dtype=torch.float64)
+    tokens = model.embed(x)
+    masks = RandomMasker(0.75)(tokens)
+    latent = model.encode(tokens, masks)
+    full = model.decode(latent, masks)
+    other = model.decode(latent + torch.randn_like(latent), masks)
+    hidden = masks.mask.bool()
+    torch.testing.assert_close(other[hidden], full[hidden], rtol=0, atol=0)
+    assert not torch.allclose(other[~hidden], full[~hidden])
+    select = torch.rand(masks.ids_restore.shape) < 0.5
+    torch.testing.assert_close(
+        model.decode(latent, masks, select), full[select], rtol=0, atol=1e-12
+    )
