@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from metamask.report import print_table, results_row, results_table
     from metamask.resume import CHECKPOINT_NAME, resume_folder, run_folder_spec
     from metamask.run import run_spec
-    from metamask.spec_data import check_eval_data
+    from metamask.spec_data import check_augment, check_eval_data
 
     overrides = list(args.overrides)
     if args.device:
@@ -197,6 +197,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     else:
         raise ConfigError("run: give a SPEC file, or --resume DIR to continue the run in DIR")
     check_eval_data(spec, source)  # before training, not after it
+    check_augment(spec, source)  # before the run folder is made
     if args.distributed:
         distributed.launch(spec.train.device)
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -56,7 +56,7 @@ from metamask.nodes.differentiable import check_estimator_support
 from metamask.nodes.hypergradient_wiring import check_hypergradient_shapes, install_paths
 from metamask.nodes.registry import NodeBuilder, get_node_type
 from metamask.seeding import seed_everything
-from metamask.spec_data import load_pretrain_data, pretrain_info
+from metamask.spec_data import check_augment, load_pretrain_data, pretrain_info
 from metamask.topology import (
     validate_graph,
 )
@@ -208,6 +208,8 @@ class GraphBuilder:
                 "train.precision: fp32 with it"
             )
         context = self._context()
+        if context.data_bundle is not None:
+            check_augment(spec, self.source, context.data_bundle.info)
         for name in order:
             node_spec = spec.graph.nodes[name]
             build = self._builders.get(name)

@@ -13,7 +13,7 @@ batch size ``W * batch_size`` sees, in rank order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -56,6 +56,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.epoch = 0  # epochs completed
         self.taken = 0  # batches taken from the current epoch
+        #: told the epoch as each epoch's batches start (an augmented dataset's ``set_epoch``:
+        #: its views are a function of the epoch, so they resume with the position)
+        self.on_epoch: Callable[[int], None] | None = None
 
     @property
     def global_batch(self) -> int:
@@ -75,6 +78,8 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return order
 
     def __iter__(self) -> Iterator[list[int]]:
+        if self.on_epoch is not None:
+            self.on_epoch(self.epoch)
         order = self.order(self.epoch)
         while self.taken < len(self):
             start = self.taken * self.global_batch

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from metamask.config import RunSpec
 from metamask.config.origins import origin_of
+from metamask.data.augment import active as augmentation_active
+from metamask.data.augment import augment_errors
 from metamask.data.base import DataBundle, DatasetInfo, LoadOptions
 from metamask.data.registry import get_dataset, load_dataset
 from metamask.data.user_arrays import array_dataset_entry, load_array_dataset
-from metamask.errors import DataError
+from metamask.errors import ConfigError, DataError
 
 
 def load_options(spec: RunSpec) -> LoadOptions:
@@ -60,6 +62,19 @@ def check_eval_data(spec: RunSpec, source: str = "<spec>", here: bool = True) ->
     if reason is not None:
         raise DataError(f"{where}: dataset {name}: {reason}")
     _check_same_inputs(pretrain_info(spec), entry.info, source)
+
+
+def check_augment(spec: RunSpec, source: str = "<spec>", info: DatasetInfo | None = None) -> None:
+    """Refuse ``data.augment`` settings the pretraining data cannot take (a flip on signals,
+    a shift on tabular rows, a padding as large as the image...), in one line naming the key.
+    ``info``: the data's facts when already known (a bundle given to the graph builder)."""
+    if not augmentation_active(spec.data.augment):
+        return
+    errors = augment_errors(spec.data.augment, info or pretrain_info(spec))
+    if errors:
+        key, why = errors[0]
+        where = f"data.augment.{key}"
+        raise ConfigError(f"{origin_of(source, where)}: {where}: {why}")
 
 
 def _check_same_inputs(ours: DatasetInfo, theirs: DatasetInfo, source: str) -> None:

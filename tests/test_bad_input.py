@@ -76,6 +76,12 @@ CASES = [
     Case("estimator-alpha", run("graph.nodes.pretrain.hypergradient.alpha=-1", spec=MLOMAE), "graph.nodes.pretrain.hypergradient.alpha: expected a number > 0, got -1"),
     Case("holdout", run("graph.nodes.head.holdout=1", spec=MLOMAE), "graph.nodes.head.holdout: expected a number in (0, 1), got 1"),
     Case("masker-hidden", run("graph.nodes.pretrain.masker.hidden=0", spec=MLOMAE), "graph.nodes.pretrain.masker.hidden: expected an integer >= 1, got 0"),
+    # data.augment: its range where the spec is read, what the dataset can take before any folder
+    Case("augment-neg", run("data.augment.crop_pad=-1"), "--set: data.augment.crop_pad: expected an integer >= 0, got -1"),
+    Case("augment-flip-signal", run("data.augment.flip=true"), "--set: data.augment.flip: dataset basicmotions has signal1d inputs, which take only shift"),
+    Case("augment-shift-long", run("data.augment.shift=100"), "data.augment.shift: 100 must be below the signal length 100 (basicmotions)"),
+    Case("augment-pad-image", run("data.augment.crop_pad=32", spec=MLOMAE), "data.augment.crop_pad: 32 must be below the image side 32 (digits)"),
+    Case("augment-show", show("--set", "data.augment.shift=2", spec=MLOMAE), "data.augment.shift: dataset digits has image2d inputs, which take only crop_pad, flip, cutout"),
     # a base file (extends:) is named for the key it wrote
     Case("base-file", ("run", "{tmp}/spec.yaml", *TINY, "--out", "{tmp}/run"), "{tmp}/base.yaml: train.steps: expected an integer >= 1, got 0"),
     Case("base-node-option", ("show", "{tmp}/spec-node.yaml"), "{tmp}/base-node.yaml: graph.nodes.adapt.inner_lr: expected a number > 0, got -0.5"),

@@ -19,7 +19,10 @@ from torch.utils.data import Dataset
 from metamask import distributed
 from metamask.config import NodeSpec, OptimizerSpec, RunSpec, parse_dataclass
 from metamask.config.origins import origin_of
+from metamask.data.augment import Augmented
+from metamask.data.augment import active as augmentation_active
 from metamask.data.base import DataBundle
+from metamask.data.bundles import IndexSubset
 from metamask.errors import DataError, GraphError
 from metamask.hypergrad.registry import estimator_options
 from metamask.models.mae import MaskedAutoencoder
@@ -120,14 +123,17 @@ class BuildContext:
         optimizer, scheduler = None, None
         if module is not None:
             optimizer, scheduler = build_optimizer(
-                module, spec.optimizer or OptimizerSpec(), self.expected_steps(name)
+                module, spec.optimizer or OptimizerSpec(), self.expected_steps(name), self.device
             )
         estimator, options = "first_order", None
         if edge_estimator:
             where = f"graph.nodes.{name}.hypergradient"
             estimator = spec.hypergradient.type
             options = estimator_options(spec.hypergradient, self.source, where)
-        loader = self.loader(self.dataset(name, data), name) if reads_data else None
+        loader = None
+        if reads_data:
+            dataset = self.dataset(name, data)
+            loader = self.loader(dataset, name, augment=self.training_split(dataset))
         return Wiring(optimizer, scheduler, loader, spec.unroll_steps, estimator, options)
 
     def dataset(self, name: str, default: Dataset | None) -> Dataset:
@@ -146,6 +152,17 @@ class BuildContext:
             )
         return default
 
+    def training_split(self, dataset: Dataset) -> bool:
+        """Whether ``dataset`` is the run's training data: the pretraining set, the labelled
+        training split, or a part of it (MLO-MAE's splits A and B). Only these are served
+        augmented (``data.augment``); anything else a node is given is served as it is."""
+        bundle = self.data_bundle
+        if bundle is None:
+            return False
+        if dataset is bundle.pretrain_set or dataset is bundle.train:
+            return True
+        return isinstance(dataset, IndexSubset) and dataset.base is bundle.train
+
     def lowers(self, name: str) -> list[Node]:
         """The already-built nodes that ``name`` differentiates through (its u2l edges)."""
         return [self.nodes[lower] for lower in self.spec.graph.u2l.get(name, [])]
@@ -162,11 +179,16 @@ class BuildContext:
         """Names of the nodes that differentiate through ``name`` (u2l edges onto it)."""
         return [upper for upper, lowers in self.spec.graph.u2l.items() if name in lowers]
 
-    def loader(self, dataset: Dataset, name: str, shuffle: bool = True) -> ResumableLoader:
+    def loader(
+        self, dataset: Dataset, name: str, shuffle: bool = True, augment: bool = False
+    ) -> ResumableLoader:
         """A seeded loader of ``data.batch_size`` per process; the seed differs per node name.
 
         Its position (epoch, batches taken) is saved in checkpoints, and under data
         parallelism each process takes its share of every global batch (metamask.sampling).
+        With ``augment`` (a built-in node's training split) and ``data.augment`` on, it serves
+        :class:`~metamask.data.augment.Augmented` views of ``dataset``, seeded like the
+        sampler and told each epoch by it: the views resume with the data position.
         """
         size = len(dataset)  # type: ignore[arg-type]
         batch, processes = self.spec.data.batch_size, distributed.world_size()
@@ -192,6 +214,10 @@ class BuildContext:
             world_size=processes,
             rank=distributed.rank(),
         )
+        settings = self.spec.data.augment
+        if augment and augmentation_active(settings):
+            dataset = Augmented(dataset, self.bundle.info.modality, settings, sampler.seed)
+            sampler.on_epoch = dataset.set_epoch
         return ResumableLoader(dataset, sampler)
 
     def _data_name(self) -> str:
