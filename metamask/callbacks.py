@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from metamask.errors import ConfigError, OutputError
 
@@ -40,6 +40,16 @@ class Callback(Protocol):
     def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None: ...
 
     def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+@runtime_checkable
+class StatefulCallback(Protocol):
+    """A callback whose state across steps travels in the trainer's checkpoints (under its
+    class name), so that a resumed run continues as the uninterrupted one does."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class MetricsLog:

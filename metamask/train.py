@@ -41,11 +41,18 @@ from rich.progress import (
 from rich.text import Text
 
 from metamask import distributed
-from metamask.callbacks import TENSORBOARD_DIR, Callback, MetricsLog, TensorBoardLog
+from metamask.callbacks import (
+    TENSORBOARD_DIR,
+    Callback,
+    MetricsLog,
+    StatefulCallback,
+    TensorBoardLog,
+)
 from metamask.checkpoint import save_checkpoint
 from metamask.config import RunSpec, spec_to_dict
 from metamask.errors import Interrupted, NonFiniteError
 from metamask.graph import Graph
+from metamask.mask_diversity import MaskDiversity, masking_source
 from metamask.nodes.base import Node
 from metamask.resume import (
     CHECKPOINT_FORMAT,
@@ -90,9 +97,11 @@ class TrainSummary:
 class Trainer:
     """Drives a :class:`~metamask.graph.Graph` for ``spec.train.steps`` engine iterations.
 
-    After every step it calls its callbacks (:class:`metamask.callbacks.Callback`): first
-    :class:`~metamask.callbacks.MetricsLog` (``metrics.jsonl``, when the run has a folder), then
-    ``callbacks`` in order. ``latest`` holds every node's last metrics, for them to read.
+    After every step it calls its callbacks (:class:`metamask.callbacks.Callback`): with a run
+    folder, first :class:`~metamask.mask_diversity.MaskDiversity` (a learned masker's
+    diversity, added to the masking node's logged row) and
+    :class:`~metamask.callbacks.MetricsLog` (``metrics.jsonl``), then ``callbacks`` in order.
+    ``latest`` holds every node's last metrics, for them to read.
     Checkpoints stay the trainer's own: they wait for a step where every unroll window is
     closed, and signals stop the run at such a step.
     """
@@ -130,6 +139,9 @@ class Trainer:
         self._signal: int | None = None
         self.callbacks: list[Callback] = []
         if self.writes and out_dir is not None:
+            source = masking_source(graph)
+            if source is not None:  # a learned masker: its diversity joins the logged rows
+                self.callbacks.append(MaskDiversity(source))
             self.callbacks.append(MetricsLog(out_dir / METRICS_NAME))
             if spec.train.tensorboard:  # the same scalars as event files (needs tensorboard)
                 folder = out_dir / TENSORBOARD_DIR
@@ -232,6 +244,11 @@ class Trainer:
             "spec": json.dumps(spec_to_dict(self.spec)),
             "nodes": {name: node.state_dict() for name, node in self.graph.nodes.items()},
             "rng": rng_state(),
+            "callbacks": {  # callbacks that keep state across steps (mask_diversity)
+                type(callback).__name__: callback.state_dict()
+                for callback in self.callbacks
+                if isinstance(callback, StatefulCallback)
+            },
             CLOCK: self._clock(),  # wall time, not training state: no effect on the run
         }
 
@@ -265,6 +282,10 @@ class Trainer:
         self.step = self.last_checkpoint = self.resumed_from = step
         self.elapsed_before, self.resumes = resume_clock(state, step)
         set_rng_state(state["rng"])
+        saved = state.get("callbacks") or {}  # absent in checkpoints of older versions
+        for callback in self.callbacks:
+            if isinstance(callback, StatefulCallback) and type(callback).__name__ in saved:
+                callback.load_state_dict(saved[type(callback).__name__])
         if self.writes and self.out_dir is not None:
             tidy_folder(self.out_dir, self.step)
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from metamask.mask_diversity import DIVERSITY_KEYS
 from metamask.pictures.figures import save_figure
 
-#: metrics.jsonl keys that are not terms of a loss
-NOT_TERMS = ("step", "node", "local_step", "time", "lr")
+#: metrics.jsonl keys that are not terms of a loss (mask diversity: mask_diversity.png)
+NOT_TERMS = ("step", "node", "local_step", "time", "lr", *DIVERSITY_KEYS)
 
 
 def read_metrics(path: Path) -> dict[str, list[dict[str, float]]]:

@@ -50,7 +50,7 @@ def test_a_learned_masker_run_also_gets_masks(
     monkeypatch.setattr("metamask.run.load_pretrain_data", lambda spec: bundle)
     spec = mlo_spec(mlo_graph(), train={"steps": 2}, eval={"enabled": False})
     run_spec(spec, tmp_path, progress=False)
-    for name in ("losses.png", "reconstructions.png", "masks.png"):
+    for name in ("losses.png", "reconstructions.png", "masks.png", "mask_diversity.png"):
         _non_trivial(tmp_path / name)
 
 
@@ -72,6 +72,7 @@ def test_pictures_draw_nothing_at_random_and_leave_the_model_as_it_was(
     assert graph.mae.training  # modes restored
     for key, value in graph.mae.state_dict().items():
         assert torch.equal(value, params[key]), key
-    assert [p.name for p in first] == ["losses.png", "reconstructions.png", "masks.png"]
+    names = ["losses.png", "reconstructions.png", "masks.png", "mask_diversity.png"]
+    assert [p.name for p in first] == names
     for a, b in zip(first, again, strict=True):  # the same examples and masks every time
         assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
