@@ -211,23 +211,31 @@ def test_a_run_without_spec_yaml_resumes_from_the_checkpoint_spec(tmp_path: Path
     assert json.loads((out / "results.json").read_text())["train"]["steps"] == 5
 
 
-def _trainer(steps: int, out: Path, graph: dict | None = None) -> Trainer:
+def _trainer(steps: int, out: Path, graph: dict | None = None, dropout: float = 0.0) -> Trainer:
     spec = tiny_spec(
         graph,
         train={"steps": steps, "log_every": 1, "checkpoint_every": 3},
         data={"batch_size": 4},
+        model={"encoder": {"dropout": dropout}},
     )
     seed_everything(0)
     built = build_graph(spec, tiny_bundle("image2d", n=10), torch.device("cpu"))
     return Trainer(built, spec, out, progress=False)
 
 
-@pytest.mark.parametrize("graph", [None, MAE_GRAPH], ids=["metamae", "mae"])
-def test_restore_across_epochs_continues_bit_for_bit(tmp_path: Path, graph: dict | None) -> None:
-    # 10 examples in batches of 4: an epoch is 2 batches, so the run crosses 5 epochs
-    _trainer(11, tmp_path / "whole", graph).run()
-    _trainer(7, tmp_path / "cut", graph).run()
-    resumed = _trainer(11, tmp_path / "cut", graph)
+@pytest.mark.parametrize(
+    ("graph", "dropout"),
+    [(None, 0.0), (MAE_GRAPH, 0.0), (None, 0.2), (MAE_GRAPH, 0.2)],
+    ids=["metamae", "mae", "metamae-dropout", "mae-dropout"],
+)
+def test_restore_across_epochs_continues_bit_for_bit(
+    tmp_path: Path, graph: dict | None, dropout: float
+) -> None:
+    # 10 examples in batches of 4: an epoch is 2 batches, so the run crosses 5 epochs; with
+    # dropout, the encoder's 16-bit masks (metamask.models.dropout) and the fused AdamW
+    _trainer(11, tmp_path / "whole", graph, dropout).run()
+    _trainer(7, tmp_path / "cut", graph, dropout).run()
+    resumed = _trainer(11, tmp_path / "cut", graph, dropout)
     resumed.restore(load_checkpoint(tmp_path / "cut" / "checkpoint.pt"), tmp_path)
     assert resumed.step == 7
     resumed.run()

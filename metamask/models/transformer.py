@@ -17,6 +17,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from metamask.config import DecoderSpec, EncoderSpec
+from metamask.models.dropout import use_fast_dropout
 from metamask.models.posembed import sincos_grid, with_cls_row
 
 
@@ -97,6 +98,7 @@ class Encoder(nn.Module):
             ]
         )
         self.norm = nn.LayerNorm(spec.width, eps=1e-6)
+        use_fast_dropout(self)  # input, attention projection and MLP dropout: 16-bit masks
         init_weights(self)
         nn.init.normal_(self.cls_token, std=0.02)
 

@@ -122,8 +122,11 @@ class BuildContext:
         carries ``first_order``."""
         optimizer, scheduler = None, None
         if module is not None:
+            # the fused Adam(W) kernel on a CPU; not with fp16's GradScaler, which would hand
+            # it the overflow flag (a skipped step would then still create the Adam state)
+            fused = self.device.type == "cpu" and self.spec.train.precision != "fp16"
             optimizer, scheduler = build_optimizer(
-                module, spec.optimizer or OptimizerSpec(), self.expected_steps(name), self.device
+                module, spec.optimizer or OptimizerSpec(), self.expected_steps(name), fused
             )
         estimator, options = "first_order", None
         if edge_estimator:
