@@ -69,14 +69,14 @@ def resample(rows: np.ndarray, lengths: np.ndarray, size: int) -> np.ndarray:
     Row i's points sit at ``linspace(0, 1, lengths[i])`` and are read at ``linspace(0, 1,
     size)``; the end points are kept exactly. ``rows`` is (N, >= max(lengths)).
     """
-    n = len(rows)
     lengths = np.asarray(lengths)
     target = np.linspace(0.0, 1.0, size)
     pos = target[None, :] * (lengths[:, None] - 1)  # fractional source index
-    left = np.minimum(np.floor(pos).astype(np.int64), lengths[:, None] - 2)
+    left = np.minimum(pos.astype(np.int64), lengths[:, None] - 2)  # floor: pos >= 0
     frac = pos - left
-    take = np.arange(n)[:, None]
-    return rows[take, left] * (1.0 - frac) + rows[take, left + 1] * frac
+    lo = np.take_along_axis(rows, left, axis=1)
+    hi = np.take_along_axis(rows, left + 1, axis=1)
+    return lo * (1.0 - frac) + hi * frac
 
 
 def mnist1d_arrays(num_samples: int = 5000, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
