@@ -1,0 +1,86 @@
+"""examples/mlomae_vs_mae.py (experiment 1): the plan's specs, the table's cells and paired gaps,
+and (slow) a --quick run end to end that a rerun reads back instead of training again."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def example() -> Any:
+    path = ROOT / "examples/mlomae_vs_mae.py"
+    spec = importlib.util.spec_from_file_location("mlomae_vs_mae", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_plan_pairs_each_method_with_its_baseline_at_one_budget(example: Any) -> None:
+    runs = example.plan(["digits", "synthetic_wafers"], ["plain", "aug"], ["mae", "mlomae"],
+                        [0, 1], 7, ["train.threads=1"])  # fmt: skip
+    assert len(runs) == 2 * 2 * 2 * 2
+    assert {r.spec.train.steps for r in runs} == {7}
+    for r in runs:
+        augment = r.spec.data.augment
+        assert r.spec.data.dataset == r.dataset and r.spec.seed == r.seed
+        assert (augment.crop_pad > 0) == (r.condition == "aug")
+        assert augment.flip == (r.condition == "aug" and r.dataset == "synthetic_wafers")
+        assert ("mask" in r.spec.graph.nodes) == (r.method == "mlomae")
+        assert next(iter(r.spec.graph.nodes)) == "pretrain"  # the same loader seed: same batches
+    mae, mlo = (
+        next(r for r in runs if r.method == m and r.condition == "aug") for m in ("mae", "mlomae")
+    )
+    assert mae.spec.data == mlo.spec.data and mae.spec.model == mlo.spec.model
+    assert mae.spec.eval == mlo.spec.eval
+
+
+def test_cells_and_gaps_are_paired_by_seed(example: Any) -> None:
+    def row(method: str, seed: int, tuned: float, probe: float) -> dict[str, Any]:
+        return {"dataset": "digits", "condition": "aug", "method": method, "seed": seed,
+                "metric": "accuracy", "finetune_test": tuned, "probe_test": probe,
+                "steps": 5, "train_seconds": 1.0, "seconds_per_step": 0.2}  # fmt: skip
+
+    rows = [row("mae", 0, 0.9, 0.8), row("mlomae", 0, 0.8, 0.9), row("mae", 1, 0.7, 0.6),
+            row("mlomae", 1, 0.9, 0.6), row("mae", 2, 0.5, 0.5)]  # fmt: skip
+    summary = example.summarize(rows)
+    mae = next(c for c in summary["cells"] if c["method"] == "mae")
+    assert mae["finetune_test"]["values"] == [0.9, 0.7, 0.5]
+    assert mae["finetune_test"]["mean"] == pytest.approx(0.7)
+    assert mae["finetune_test"]["std"] == pytest.approx(0.2)
+    (gap,) = summary["gaps"]
+    assert gap["seeds"] == [0, 1]  # seed 2 has no MLO-MAE run
+    assert gap["finetune_test"]["values"] == pytest.approx([-0.1, 0.2])
+    assert gap["probe_test"]["values"] == pytest.approx([0.1, 0.0])
+
+
+@pytest.mark.slow
+def test_quick_run_writes_the_table_and_plot_and_a_rerun_trains_nothing(
+    example: Any, tmp_path: Path
+) -> None:
+    argv = ["--quick", "--datasets", "digits", "--quiet", "--out", str(tmp_path)]
+    assert example.main(argv) == 0
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert [(r["condition"], r["method"]) for r in table["runs"]] == [
+        ("plain", "mae"), ("plain", "mlomae"), ("aug", "mae"), ("aug", "mlomae"),
+    ]  # fmt: skip
+    assert all(r["steps"] == 3 and r["finetune_test"] is not None for r in table["runs"])
+    assert len(table["cells"]) == 4 and len(table["gaps"]) == 2
+    assert "| digits | augmentation | MLO-MAE |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "mlomae_vs_mae.png").read_bytes()[:4] == b"\x89PNG"
+    checkpoint = tmp_path / "runs/digits/aug/mlomae-seed0/checkpoint.pt"
+    before = checkpoint.stat().st_mtime_ns
+    assert example.main(argv) == 0
+    assert checkpoint.stat().st_mtime_ns == before
+    again = json.loads((tmp_path / "table.json").read_text())
+    assert all(r["read_back"] for r in again["runs"])
+    assert [r["probe_test"] for r in again["runs"]] == [r["probe_test"] for r in table["runs"]]
