@@ -200,7 +200,7 @@ def draw_maps(rows: list[dict[str, Any]], method: str, path: Path) -> Path:
     figure, axes = plt.subplots(
         1,
         len(budgets),
-        figsize=(3.4 * len(budgets) + 0.6, 3.6 if image else 2.8),
+        figsize=(max(6.0, 3.4 * len(budgets) + 0.6), 3.8 if image else 3.0),
         squeeze=False,
         layout="constrained",
     )
