@@ -19,8 +19,9 @@ The ablations (docs/methods.md §2.5; ``--only`` picks one):
 
 Every run is ``problems/<metamae|mae>-<dataset>.yaml`` with the setting's ``--set``-style
 overrides, ``train.steps=--steps`` (one budget for all) and ``seed``; it is evaluated by the
-spec's linear probe. MAE (``problems/mae-<dataset>.yaml``, same budget) is run for each
-ablation's dataset and drawn as a reference line.
+spec's linear probe. MAE (``problems/mae-<dataset>.yaml``, same budget, the spec's own decoder
+depth: 4 on the ``small`` backbone) is run for each ablation's dataset and drawn as a reference
+line.
 
 Writes under ``--out`` (default ``results/metamae_ablations``; ``--quick``:
 ``results/metamae_ablations-quick``): ``table.json`` (every run: ablation, dataset, setting,
@@ -348,7 +349,7 @@ def draw(path: Path, name: str, summary: list[dict[str, Any]], steps: int) -> Pa
     ax.set_xlabel(ablation.axis)
     ax.set_ylabel(f"linear probe, test {rows[0]['metric']}")
     seeds = max(len(r["seeds"]) for r in rows)
-    ax.set_title(f"MetaMAE on {ablation.dataset}: {name} ({steps} steps, {seeds} seeds)")
+    ax.set_title(f"MetaMAE on {ablation.dataset}: {name} ({steps} steps, seeds: {seeds})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(figure, path)
