@@ -6,6 +6,14 @@
     python benchmarks/step_time.py --precisions fp32 bf16  # both, interleaved in each child
     python benchmarks/step_time.py --mlomae [...]     # MLO-MAE cycle vs MAE step (its own flags)
 
+Variants: ``plain`` (the MAE step as a bare PyTorch loop), ``mae``, ``metamae2`` / ``metamae1``
+(second / first order) as metamask runs them now; ``mae-eager`` and ``metamae2-eager``, the
+steps before issue 17 (torch's ``bernoulli_`` dropout, the per-parameter AdamW loop), which
+every row is also compared with (issue 17's targets: ``mae`` <= 0.7x, ``metamae2`` <= 1.0x
+``mae-eager``); ``mae-dropout`` / ``mae-adamw``: ``mae-eager`` with one change each; and, when
+asked with ``--variants``, ``*-compile`` (``train.compile``; the first step's extra seconds,
+the compiling, are the ``1st +s`` column, never part of a timed step).
+
 Timing: per config and round, one fresh child process builds every variant and runs them
 interleaved step by step (A B C D A B C D ...), so that all variants see the same machine load;
 a cell is the median over rounds of the per-round median step time, and ratios are taken within
@@ -37,10 +45,37 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "modality": "tokens", "shape": [250], "patch": [1], "vocab": 4, "batch": 16, "mask": 0.5,
     },
 }  # fmt: skip
-VARIANTS = ("plain", "mae", "metamae2", "metamae1")
-BASELINE = {"plain": None, "mae": "plain", "metamae2": "mae", "metamae1": "mae"}
+# "-eager" is the step as it was before issue 17: torch's bernoulli dropout and the
+# per-parameter AdamW loop; "mae-dropout" / "mae-adamw" add one of the two changes to it
+DEFAULT_VARIANTS = (
+    "plain", "mae-eager", "mae-dropout", "mae-adamw", "mae", "metamae2-eager", "metamae2",
+    "metamae1",
+)  # fmt: skip
+# "-compile": train.compile on (not by default: every child compiles again, minutes on a CPU)
+VARIANTS = (*DEFAULT_VARIANTS, "mae-compile", "metamae2-compile", "metamae1-compile")
+BASELINE = {
+    "plain": None, "mae": "plain", "metamae2": "mae", "metamae1": "mae",
+    "mae-eager": "plain", "mae-dropout": "mae-eager", "mae-adamw": "mae-eager",
+    "metamae2-eager": "mae-eager", "mae-compile": "mae", "metamae2-compile": "mae-compile",
+    "metamae1-compile": "mae-compile",
+}  # fmt: skip
+EAGER = "mae-eager"  # issue 17's yardstick: every variant's ratio to it is reported too
 # issue 3's targets, per config in CONFIGS order: ratio to BASELINE[variant]
 TARGETS = {"mae": [1.05] * 3, "metamae2": [1.7, 1.5, 1.6], "metamae1": [1.2] * 3}
+# issue 17's targets: ratio to today's eager MAE step
+EAGER_TARGETS = {"mae": 0.7, "metamae2": 1.0}
+
+
+def _before_issue_17(built: Any, dropout: bool, adamw: bool) -> None:
+    """Put back torch's dropout (``dropout``) and the per-parameter AdamW loop (``adamw``)."""
+    from metamask.models.dropout import use_fast_dropout
+
+    if dropout:
+        use_fast_dropout(built.mae, fast=False)
+    if adamw:
+        for node in built.nodes.values():
+            for group in [] if node.optimizer is None else node.optimizer.param_groups:
+                group["fused"] = None  # torch's default on a CPU: one small op at a time
 
 
 def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Callable[[], None]:
@@ -69,8 +104,9 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
     graph: dict[str, Any] = {
         "nodes": {"reconstruct": {"type": "reconstruct", "optimizer": optimizer}}
     }
-    if variant.startswith("metamae"):
-        solver = "unrolled" if variant == "metamae2" else "first_order"
+    method, _, change = variant.partition("-")
+    if method.startswith("metamae"):
+        solver = "unrolled" if method == "metamae2" else "first_order"
         graph = {
             "nodes": {
                 "adapt": {"type": "adapt", "inner_lr": 0.5, "hypergradient": {"type": solver}},
@@ -85,13 +121,19 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
             "data": {"dataset": "bench", "batch_size": batch},
             "model": {"backbone": args["backbone"], "mask_ratio": config["mask"]},
             "graph": graph,
-            "train": {"steps": 10**6, "device": args["device"], "precision": args["precision"]},
+            "train": {
+                "steps": 10**6,
+                "device": args["device"],
+                "precision": args["precision"],
+                "compile": change == "compile",
+            },
         }
     )
     device = torch.device(args["device"])
     if variant != "plain":
         built = build_graph(spec, DataBundle(info, data, data, data), device)
         built.train()
+        _before_issue_17(built, change in ("eager", "adamw"), change in ("eager", "dropout"))
 
         def graph_step() -> None:
             built.step()
@@ -101,7 +143,7 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
     model = MaskedAutoencoder(info, spec.model).to(device).train()
     node = spec.graph.nodes["reconstruct"]
     assert node.optimizer is not None
-    opt, _ = build_optimizer(model, node.optimizer, 1)
+    opt, _ = build_optimizer(model, node.optimizer, 1, fused=device.type == "cpu")
     masker = RandomMasker(config["mask"])
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
     batches = iter(())
@@ -141,16 +183,20 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
         for v in payload["variants"]
     }
     times: dict[str, list[float]] = {v: [] for v in steps}
+    first: dict[str, float] = {}
     for i in range(payload["warmup"] + payload["steps"]):
         for variant, step in steps.items():
             sync()
             start = time.perf_counter()
             step()
             sync()
+            if i == 0:  # compiling happens here (train.compile): reported apart, never timed
+                first[variant] = time.perf_counter() - start
             if i >= payload["warmup"]:
                 times[variant].append(time.perf_counter() - start)
     return {
         "median_s": {v: statistics.median(t) for v, t in times.items()},
+        "first_step_s": first,
         "vmhwm_mib": peak_rss_mib(),
         "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20
         if torch.cuda.is_available()
@@ -173,7 +219,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backbone", default="dabs")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS)
+    )
     parser.add_argument(
         "--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
         help="train.precision of every variant; several are timed interleaved in one child",
@@ -218,6 +266,15 @@ def main() -> int:
             )
             target = TARGETS[variant][list(CONFIGS).index(config)] if variant in TARGETS else None
             ratio = statistics.median(ratios) if ratios else None
+            eager = f"{EAGER}@{prec}"
+            eager_ratios = (
+                [rd["median_s"][key] / rd["median_s"][eager] for rd in rounds]
+                if EAGER in args.variants
+                else []
+            )
+            eager_ratio = statistics.median(eager_ratios) if eager_ratios else None
+            eager_target = EAGER_TARGETS.get(variant)
+            first = [rd["first_step_s"][key] - rd["median_s"][key] for rd in rounds]
             rows.append(
                 {
                     "config": config,
@@ -229,19 +286,36 @@ def main() -> int:
                     "ratio_per_round": ratios,
                     "target": target,
                     "meets_target": None if ratio is None or target is None else ratio <= target,
+                    "ratio_to_eager_mae": eager_ratio,
+                    "ratio_to_eager_mae_per_round": eager_ratios,
+                    "eager_target": eager_target,
+                    "meets_eager_target": None
+                    if eager_ratio is None or eager_target is None
+                    else eager_ratio <= eager_target,
+                    # the first step's extra time over a timed one: compiling (train.compile)
+                    "first_step_extra_s": statistics.median(first),
                     "peak_rss_mib": memory[key]["vmhwm_mib"] if memory else None,
                     "cuda_peak_mib": memory[key]["cuda_peak_mib"] if memory else None,
                 }
             )
     title = f"seconds per step ({args.backbone} backbone, {args.device}, {args.threads} threads)"
     table = Table(title=title, title_justify="left")
-    for col in ("config", "variant", "precision", "s/step", "ratio", "target", "peak RSS MiB"):
-        table.add_column(col, no_wrap=col in ("config", "variant"))
+    columns = ("config", "variant", "precision", "s/step", "ratio", "target")
+    columns += (f"x {EAGER} (rounds)", "target 17", "1st +s", "RSS MiB")
+    for col in columns:
+        table.add_column(col, no_wrap=col in ("config", "variant", "ratio", "target"))
     for row in rows:
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x {row['ratio_to']}"
         target = "-"
         if row["target"] is not None and row["ratio"] is not None:
             target = f"<= {row['target']} " + ("ok" if row["meets_target"] else "MISSED")
+        eager_text, eager_target = "-", "-"
+        if row["ratio_to_eager_mae"] is not None:
+            per_round = ", ".join(f"{r:.2f}" for r in row["ratio_to_eager_mae_per_round"])
+            eager_text = f"{row['ratio_to_eager_mae']:.2f} ({per_round})"
+            if row["eager_target"] is not None:
+                met = "ok" if row["meets_eager_target"] else "MISSED"
+                eager_target = f"<= {row['eager_target']} {met}"
         memory_text = "-" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.0f}"
         table.add_row(
             row["config"],
@@ -250,6 +324,9 @@ def main() -> int:
             f"{row['seconds_per_step']:.4f}",
             ratio,
             target,
+            eager_text,
+            eager_target,
+            f"{row['first_step_extra_s']:.1f}",
             memory_text,
         )
     console.print(table)

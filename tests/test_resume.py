@@ -211,10 +211,12 @@ def test_a_run_without_spec_yaml_resumes_from_the_checkpoint_spec(tmp_path: Path
     assert json.loads((out / "results.json").read_text())["train"]["steps"] == 5
 
 
-def _trainer(steps: int, out: Path, graph: dict | None = None, dropout: float = 0.0) -> Trainer:
+def _trainer(
+    steps: int, out: Path, graph: dict | None = None, dropout: float = 0.0, compile: bool = False
+) -> Trainer:
     spec = tiny_spec(
         graph,
-        train={"steps": steps, "log_every": 1, "checkpoint_every": 3},
+        train={"steps": steps, "log_every": 1, "checkpoint_every": 3, "compile": compile},
         data={"batch_size": 4},
         model={"encoder": {"dropout": dropout}},
     )
@@ -224,18 +226,25 @@ def _trainer(steps: int, out: Path, graph: dict | None = None, dropout: float = 
 
 
 @pytest.mark.parametrize(
-    ("graph", "dropout"),
-    [(None, 0.0), (MAE_GRAPH, 0.0), (None, 0.2), (MAE_GRAPH, 0.2)],
-    ids=["metamae", "mae", "metamae-dropout", "mae-dropout"],
+    ("graph", "dropout", "compile"),
+    [
+        (None, 0.0, False),
+        (MAE_GRAPH, 0.0, False),
+        (None, 0.2, False),
+        (MAE_GRAPH, 0.2, False),
+        pytest.param(None, 0.2, True, marks=pytest.mark.slow),  # compiling: minutes on a CPU
+    ],
+    ids=["metamae", "mae", "metamae-dropout", "mae-dropout", "metamae-dropout-compiled"],
 )
 def test_restore_across_epochs_continues_bit_for_bit(
-    tmp_path: Path, graph: dict | None, dropout: float
+    tmp_path: Path, graph: dict | None, dropout: float, compile: bool
 ) -> None:
     # 10 examples in batches of 4: an epoch is 2 batches, so the run crosses 5 epochs; with
-    # dropout, the encoder's 16-bit masks (metamask.models.dropout) and the fused AdamW
-    _trainer(11, tmp_path / "whole", graph, dropout).run()
-    _trainer(7, tmp_path / "cut", graph, dropout).run()
-    resumed = _trainer(11, tmp_path / "cut", graph, dropout)
+    # dropout, the encoder's 16-bit masks (metamask.models.dropout) and the fused AdamW;
+    # compiled (train.compile), the compiler's dropout masks and MetaMAE's eager support pass
+    _trainer(11, tmp_path / "whole", graph, dropout, compile).run()
+    _trainer(7, tmp_path / "cut", graph, dropout, compile).run()
+    resumed = _trainer(11, tmp_path / "cut", graph, dropout, compile)
     resumed.restore(load_checkpoint(tmp_path / "cut" / "checkpoint.pt"), tmp_path)
     assert resumed.step == 7
     resumed.run()

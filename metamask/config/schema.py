@@ -144,6 +144,10 @@ class TrainSpec:
     # also write the logged scalars as TensorBoard event files in OUT/tensorboard/ (needs the
     # `tensorboard` package: pip install 'metamask[tensorboard]'; docs/long-runs.md)
     tensorboard: bool = False
+    # torch.compile the encoder and decoder (their twice-differentiated passes stay eager);
+    # off by default: on a CPU compiling takes minutes and did not pay in short runs
+    # (docs/performance.md)
+    compile: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ What changes, exactly:
   drew before this module existed.
 - Autograd keeps a bool mask, as ``nn.Dropout`` does (one byte per element). The backward is
   made of differentiable ops, so a second derivative through it works too.
-- On devices other than the CPU (where PyTorch's fused dropout kernel is already cheap) the
-  module calls ``torch.nn.functional.dropout``.
+- On devices other than the CPU (where PyTorch's fused dropout kernel is already cheap), and
+  inside ``torch.compile``d code (``train.compile``: the compiler draws the mask in its own
+  kernel, from a seed it takes from the default generator), the module calls
+  ``torch.nn.functional.dropout``: the keep-probability is then exactly ``1 - p``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            # torch's fused kernel on a GPU; inside compiled code (train.compile) the compiler
+            # generates the mask with its own generator, seeded from the default one
             return nn.functional.dropout(x, self.p, True)
         keep = keep_mask(x.shape, self.threshold, x.device)
         return _MaskedScale.apply(x, keep, self.scale)

@@ -23,16 +23,31 @@ from metamask.models.posembed import sincos_grid, with_cls_row
 
 @contextmanager
 def twice_differentiable(module: nn.Module) -> Iterator[None]:
-    """Within the block, every timm attention inside ``module`` uses the math path."""
+    """Within the block, every timm attention inside ``module`` uses the math path, and every
+    module compiled by :func:`compile_in_place` inside it runs eagerly (compiled code has no
+    double backward)."""
     attentions = [m for m in module.modules() if hasattr(m, "fused_attn")]
     saved = [m.fused_attn for m in attentions]
+    compiled = [m for m in module.modules() if getattr(m, "_compiled_call_impl", None)]
+    saved_calls = [m._compiled_call_impl for m in compiled]
     for m in attentions:
         setattr(m, "fused_attn", False)  # noqa: B010 (a timm attribute, typed as Module here)
+    for m in compiled:
+        m._compiled_call_impl = None  # nn.Module.__call__ then runs forward eagerly
     try:
         yield
     finally:
         for m, value in zip(attentions, saved, strict=True):
             setattr(m, "fused_attn", value)  # noqa: B010
+        for m, call in zip(compiled, saved_calls, strict=True):
+            m._compiled_call_impl = call
+
+
+def compile_in_place(module: nn.Module) -> None:
+    """``torch.compile`` ``module``'s forward in place (``nn.Module.compile``: parameter names,
+    state dicts and checkpoints stay the same). Compiling happens at the first call of each
+    input shape; :func:`twice_differentiable` passes run the eager forward."""
+    module.compile()
 
 
 def block_rows(block: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

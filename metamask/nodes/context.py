@@ -26,6 +26,7 @@ from metamask.data.bundles import IndexSubset
 from metamask.errors import DataError, GraphError
 from metamask.hypergrad.registry import estimator_options
 from metamask.models.mae import MaskedAutoencoder
+from metamask.models.transformer import compile_in_place
 from metamask.optim import build_optimizer
 from metamask.sampling import EmptyBatches, ResumableBatchSampler, ResumableLoader
 from metamask.topology import local_step_period
@@ -100,6 +101,9 @@ class BuildContext:
             mae = MaskedAutoencoder(self.bundle.info, self.spec.model).to(self.device)
             if self.spec.train.dtype == "float64":
                 mae.to_dtype(torch.float64)
+            if self.spec.train.compile:  # twice-differentiated passes stay eager
+                compile_in_place(mae.encoder)
+                compile_in_place(mae.decoder)
             self.shared["mae"] = mae
         model: MaskedAutoencoder = self.shared["mae"]
         return model
@@ -189,9 +193,10 @@ class BuildContext:
 
         Its position (epoch, batches taken) is saved in checkpoints, and under data
         parallelism each process takes its share of every global batch (metamask.sampling).
-        With ``augment`` (a built-in node's training split) and ``data.augment`` on, it serves
-        :class:`~metamask.data.augment.Augmented` views of ``dataset``, seeded like the
-        sampler and told each epoch by it: the views resume with the data position.
+        With ``augment`` (the run's training split: :meth:`training_split`) and
+        ``data.augment`` on, it serves :class:`~metamask.data.augment.Augmented` views of
+        ``dataset``, seeded like the sampler and told each epoch by it: the views resume
+        with the data position.
         """
         size = len(dataset)  # type: ignore[arg-type]
         batch, processes = self.spec.data.batch_size, distributed.world_size()
