@@ -365,11 +365,17 @@ def draw(path: Path, summary: dict[str, Any]) -> Path | None:
             steps = next(c["steps"] for c in cells if c["dataset"] == dataset)
             ax.set_title(f"{dataset} ({steps} steps)")
             ax.grid(axis="y", alpha=0.3)
-            top = max((c[score]["mean"] + c[score]["std"] for c in cells if score in c), default=1)
-            ax.set_ylim(
-                0, 1.2 * max(top, *(v for c in cells if score in c for v in c[score]["values"]))
-            )
+            # the axis starts near the lowest score, not at 0: the gaps are a few points
+            mine = [c[score] for c in cells if c["dataset"] == dataset and score in c]
+            low = min(min(m["values"]) for m in mine) if mine else 0.0
+            high = max(max(m["values"] + [m["mean"] + m["std"]]) for m in mine) if mine else 1.0
+            bottom = max(0.0, low - 0.5 * (high - low) - 0.02)
+            ax.set_ylim(bottom, high + 0.35 * (high - bottom))
             ax.legend(fontsize=8, loc="upper left", ncols=2)
+    figure.suptitle(
+        "MLO-MAE vs MAE: mean ± std over seeds (dots: seeds; the axes do not start at 0)",
+        fontsize=10,
+    )
     return save_figure(figure, path)
 
 
