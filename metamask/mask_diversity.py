@@ -20,7 +20,8 @@ say whether that happens (docs/mlomae.md, "Mask diversity"):
   at the current epoch, the current masker) is identical to its mask at the last measurement
   in an earlier epoch; ``mask_repeat_overlap``: their mean Dice overlap. A fixed masker on
   un-augmented data gives 1.0 and 1.0; a masker that learns, or augmentation
-  (:mod:`metamask.data.augment`), lowers them.
+  (:mod:`metamask.data.augment`), lowers them. They compare token positions of each epoch's
+  view: under a crop or shift the same position holds other content of the image.
 - ``mask_epoch``: the pretraining loader's epoch at the measurement.
 
 :class:`MaskDiversity` is the trainer callback that measures them at each logged step and adds
