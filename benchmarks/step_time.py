@@ -298,12 +298,15 @@ def main() -> int:
                     "cuda_peak_mib": memory[key]["cuda_peak_mib"] if memory else None,
                 }
             )
-    title = f"seconds per step ({args.backbone} backbone, {args.device}, {args.threads} threads)"
+    title = f"seconds per step ({args.backbone} backbone, {args.device}, {args.threads} threads"
+    title += ")" if len(args.precisions) > 1 else f", {args.precisions[0]})"
     table = Table(title=title, title_justify="left")
+    several = len(args.precisions) > 1  # else the title says which
     columns = ("config", "variant", "precision", "s/step", "ratio", "target")
     columns += (f"x {EAGER} (rounds)", "target 17", "1st +s", "RSS MiB")
     for col in columns:
-        table.add_column(col, no_wrap=col in ("config", "variant", "ratio", "target"))
+        if col != "precision" or several:
+            table.add_column(col, no_wrap=col != "config")
     for row in rows:
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x {row['ratio_to']}"
         target = "-"
@@ -320,7 +323,7 @@ def main() -> int:
         table.add_row(
             row["config"],
             row["variant"],
-            row["precision"],
+            *([row["precision"]] if several else []),
             f"{row['seconds_per_step']:.4f}",
             ratio,
             target,

@@ -32,10 +32,16 @@ def test_step_time_writes_every_variant_with_its_ratio_and_peak_memory(tmp_path:
     args += ["--steps", "1", "--warmup", "0", "--rounds", "1", "--threads", "1"]
     result = _run("step_time.py", *args, out=tmp_path / "s.json")
     rows = {row["variant"]: row for row in result["rows"]}
-    assert set(rows) == {"plain", "mae", "metamae2", "metamae1"}
+    assert set(rows) == {"plain", "mae", "metamae2", "metamae1"} | {
+        "mae-eager", "mae-dropout", "mae-adamw", "metamae2-eager"
+    }  # fmt: skip
     assert all(row["seconds_per_step"] > 0 for row in rows.values())
     assert all(row["peak_rss_mib"] > 0 for row in rows.values())
     assert rows["metamae2"]["ratio"] > 0 and rows["metamae2"]["target"] == 1.5
+    # issue 17: every row against the step before it, with its targets
+    assert rows["mae-eager"]["ratio_to_eager_mae"] == 1.0
+    assert rows["metamae2"]["ratio_to_eager_mae"] > 0 and rows["metamae2"]["eager_target"] == 1.0
+    assert rows["mae"]["eager_target"] == 0.7 and rows["mae-dropout"]["ratio_to"] == "mae-eager"
 
 
 def test_mlomae_step_time_splits_the_cycle_and_the_mask_step(tmp_path: Path) -> None:
