@@ -42,10 +42,8 @@ read back, not trained again, when the command is rerun.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,9 +56,10 @@ from matplotlib.patches import Rectangle
 from rich.console import Console
 
 from metamask.checkpoint import atomic_write, write_json
-from metamask.config import RunSpec, load_spec, spec_to_dict
+from metamask.config import RunSpec, load_spec
 from metamask.data.embedded.controlled import informative_map
 from metamask.errors import MetamaskError
+from metamask.experiments import finished_results, mean_std, spec_as_json
 from metamask.mask_diversity import masking_source, probabilities_and_masks
 from metamask.pictures.figures import save_figure
 from metamask.run import run_spec
@@ -107,10 +106,9 @@ def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> dict[str
     """Train and probe ``spec`` into ``out``, then measure its masker on the test split; a
     finished run of the same spec is read back instead."""
     done = out / "concentration.json"
-    if done.is_file():
-        row: dict[str, Any] = json.loads(done.read_text())
-        if row.get("spec") == spec_to_dict(spec):
-            return row
+    finished = finished_results(out, spec, done.name)
+    if finished is not None:
+        return dict(finished)
     started = time.perf_counter()
     result = run_spec(spec, out, source=str(out), progress=not quiet, console=console)
     wall = time.perf_counter() - started
@@ -121,7 +119,7 @@ def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> dict[str
     prob, mask = probabilities_and_masks(result.graph, source.masker, x)
     informative = informative_map(spec.data.dataset)
     row = {
-        "spec": spec_to_dict(spec),
+        "spec": spec_as_json(spec),
         "dataset": spec.data.dataset,
         "budget": spec.train.steps,
         "seed": spec.seed,
@@ -135,10 +133,6 @@ def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> dict[str
     }
     write_json(done, row)
     return row
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

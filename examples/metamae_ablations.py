@@ -53,6 +53,7 @@ from rich.console import Console
 from metamask.checkpoint import atomic_write, write_json
 from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.errors import MetamaskError, OutputError
+from metamask.experiments import finished_results, mean_std
 from metamask.pictures.figures import save_figure
 from metamask.run import run_spec
 
@@ -196,20 +197,6 @@ def run_folder(out: Path, p: Planned) -> Path:
     return out / "runs" / p.ablation.name / f"{slug}-seed{p.seed}-{p.run_id[:8]}"
 
 
-def finished_results(folder: Path, spec: RunSpec) -> dict[str, Any] | None:
-    """The results.json of a finished run of ``spec`` in ``folder`` (its table row was not
-    written: stopped between the two), else None."""
-    path = folder / "results.json"
-    try:
-        results = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = isinstance(results, dict) and results.get("spec") == json.loads(
-        json.dumps(spec_to_dict(spec), default=str)
-    )
-    return results if same else None
-
-
 def train_one(p: Planned, folder: Path, progress: bool, console: Console) -> dict[str, Any]:
     """Train and probe one planned run in ``folder`` (resuming its checkpoint); its row."""
     started = time.perf_counter()
@@ -282,8 +269,8 @@ def summarize(runs: list[Planned], rows: list[dict[str, Any]]) -> list[dict[str,
 
 
 def _mean_std(name: str, values: list[float]) -> dict[str, float]:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {f"{name}_mean": statistics.fmean(values), f"{name}_std": std}
+    mean, std = mean_std(values)
+    return {f"{name}_mean": mean, f"{name}_std": std}
 
 
 def _outer_loss(row: dict[str, Any]) -> float:

@@ -16,7 +16,6 @@ stopped with Ctrl-C or SIGTERM goes on where it stopped).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -24,9 +23,10 @@ from pathlib import Path
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.config import RunSpec, load_spec, spec_to_dict
+from metamask.config import load_spec
 from metamask.data.registry import all_datasets
 from metamask.errors import MetamaskError, OutputError
+from metamask.experiments import finished_results, mean_std
 from metamask.report import results_table
 from metamask.run import run_spec
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"[bold]{dataset}[/] {method} seed {seed}: {spec.train.steps} steps"
                     )
                     out = args.out / dataset / method / f"seed{seed}"
-                    r = finished_run(out, spec) if args.reuse else None
+                    r = finished_results(out, spec) if args.reuse else None
                     held = (out / "checkpoint.pt").is_file()
                     if r is None and held and not args.reuse:
                         raise OutputError(
@@ -140,21 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def finished_run(out: Path, spec: RunSpec) -> dict | None:
-    """The results of a finished run in ``out`` made from ``spec``, else None."""
-    path = out / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = isinstance(results, dict) and results.get("spec") == json.loads(
-        json.dumps(spec_to_dict(spec))
-    )
-    return results if same else None
-
-
 def summarize(runs: list[dict], methods: tuple[str, ...] = METHODS) -> list[dict]:
     """Mean ± std of the test metric and median seconds per step, per dataset and method."""
     rows = []
@@ -165,8 +150,7 @@ def summarize(runs: list[dict], methods: tuple[str, ...] = METHODS) -> list[dict
             if not sel:
                 continue
             tests = [r["test"] for r in sel]
-            mean = statistics.fmean(tests)
-            std = statistics.stdev(tests) if len(tests) > 1 else 0.0
+            mean, std = mean_std(tests)
             # a run resumed at its last step trained nothing here: no timing of its own
             timed = [r["seconds_per_step"] for r in sel if r["seconds_per_step"] > 0]
             sps = statistics.median(timed) if timed else None

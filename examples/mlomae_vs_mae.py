@@ -42,7 +42,6 @@ import hashlib
 import json
 import multiprocessing
 import shlex
-import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -57,6 +56,7 @@ from rich.console import Console
 from metamask.checkpoint import atomic_write, write_json
 from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.errors import MetamaskError
+from metamask.experiments import finished_results, mean_std
 from metamask.pictures.figures import save_figure
 from metamask.run import run_spec
 
@@ -121,19 +121,6 @@ def plan(
                     spec = load_spec(source, overrides)
                     runs.append(Planned(dataset, condition, method, seed, spec, source))
     return runs
-
-
-def finished_results(folder: Path, spec: RunSpec) -> dict[str, Any] | None:
-    """The results.json of a finished run of ``spec`` in ``folder``, else None."""
-    path = folder / "results.json"
-    try:
-        results = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = isinstance(results, dict) and results.get("spec") == json.loads(
-        json.dumps(spec_to_dict(spec), default=str)
-    )
-    return results if same else None
 
 
 def train_one(p: Planned, out: Path, progress: bool, console: Console) -> dict[str, Any]:
@@ -212,8 +199,8 @@ def finished_rows(
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "values": values}
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "values": values}
 
 
 SCORES = ("finetune_test", "probe_test")

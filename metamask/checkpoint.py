@@ -66,7 +66,7 @@ def new_file_mode() -> int:
 
 def write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON."""
-    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    text = json.dumps(data, indent=2, default=json_default) + "\n"
 
     def write(handle: IO[bytes]) -> None:
         handle.write(text.encode())
@@ -107,7 +107,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """JSON for what ``json.dumps`` cannot write itself: numpy scalars, paths, tensors."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Path):

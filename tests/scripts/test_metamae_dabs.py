@@ -75,7 +75,7 @@ def test_a_changed_spec_is_not_reused(example, tmp_path: Path) -> None:
     results = json.loads(run.read_text()) | {"spec": spec}
     run.write_text(json.dumps(results))
     assert (
-        example.finished_run(
+        example.finished_results(
             run.parent,
             example.load_spec(
                 ROOT / "problems/mae-wine.yaml",

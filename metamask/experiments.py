@@ -1,0 +1,42 @@
+"""What the experiment scripts in ``examples/`` share: finished runs read back, and seed statistics.
+
+An experiment is many runs (method x setting x seed), each in its own folder; a script that is
+stopped and started again must train only what is missing. A run counts as finished when its
+folder's ``results.json`` was written from the very spec asked for now (same resolved spec,
+compared in its JSON form), so a changed budget or setting trains again instead of silently
+reusing an old number.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from metamask.checkpoint import json_default
+from metamask.config import RunSpec, spec_to_dict
+
+
+def spec_as_json(spec: RunSpec) -> Any:
+    """``spec`` as results.json stores it (tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(spec_to_dict(spec), default=json_default))
+
+
+def finished_results(folder: Path, spec: RunSpec, name: str = "results.json") -> Any | None:
+    """The JSON file ``name`` in ``folder`` when it holds ``"spec": spec``, else None (absent,
+    unreadable, or written by another spec)."""
+    path = folder / name
+    try:
+        results = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = isinstance(results, dict) and results.get("spec") == spec_as_json(spec)
+    return results if same else None
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds (std 0.0 for a single seed)."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std
