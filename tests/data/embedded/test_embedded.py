@@ -15,6 +15,8 @@ EMBEDDED = sorted(n for n, e in all_datasets().items() if e.source == "embedded"
 EXPECTED = {  # name: (input shape, classes, metric, labelled)
     "basicmotions": ((6, 100), 4, "accuracy", True),
     "breast_cancer": ((1, 30), 2, "binary_accuracy", True),
+    "controlled_patches": ((3, 32, 32), 4, "accuracy", True),
+    "controlled_signal": ((2, 128), 4, "accuracy", True),
     "digits": ((3, 32, 32), 10, "accuracy", True),
     "espeak_digits": ((1, 224, 224), 10, "accuracy", True),
     "janggu_dna": ((200,), 2, "binary_accuracy", True),
