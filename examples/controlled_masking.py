@@ -55,11 +55,11 @@ import torch
 from matplotlib.patches import Rectangle
 from rich.console import Console
 
-from metamask.checkpoint import atomic_write, write_json
+from metamask.checkpoint import write_json
 from metamask.config import RunSpec, load_spec
 from metamask.data.embedded.controlled import informative_map
 from metamask.errors import MetamaskError
-from metamask.experiments import finished_results, mean_std, spec_as_json
+from metamask.experiments import finished_results, mean_std, spec_as_json, write_text
 from metamask.mask_diversity import masking_source, probabilities_and_masks
 from metamask.pictures.figures import save_figure
 from metamask.run import run_spec
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = summarise(rows)
     write_json(args.out / "table.json", {"command": command, "cells": cells, "runs": rows})
     text = markdown(cells, command)
-    atomic_write(args.out / "table.md", lambda handle: handle.write(text.encode()))
+    write_text(args.out / "table.md", text)
     for method in args.methods:
         draw_maps(rows, method, args.out / f"maps_{method}.png")
     draw_concentration(cells, args.out / "concentration.png")

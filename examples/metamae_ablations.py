@@ -50,10 +50,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 from rich.console import Console
 
-from metamask.checkpoint import atomic_write, write_json
+from metamask.checkpoint import write_json
 from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.errors import MetamaskError, OutputError
-from metamask.experiments import finished_results, mean_std
+from metamask.experiments import finished_results, mean_std, write_text
 from metamask.pictures.figures import save_figure
 from metamask.run import run_spec
 
@@ -305,7 +305,7 @@ def write_markdown(path: Path, summary: list[dict[str, Any]], command: str, step
                 f" | {r['loss_mean']:.4f} ± {r['loss_std']:.4f} | {r['wall_seconds_mean']:.1f} |"
             )
     text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
+    write_text(path, text)
 
 
 def draw(path: Path, name: str, summary: list[dict[str, Any]], steps: int) -> Path | None:

@@ -53,10 +53,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 from rich.console import Console
 
-from metamask.checkpoint import atomic_write, write_json
+from metamask.checkpoint import write_json
 from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.errors import MetamaskError
-from metamask.experiments import finished_results, mean_std
+from metamask.experiments import finished_results, mean_std, write_text
 from metamask.pictures.figures import save_figure
 from metamask.run import run_spec
 
@@ -294,7 +294,7 @@ def write_markdown(path: Path, summary: dict[str, Any], command: str, wall: floa
                 f"{_pm(g.get('probe_test'))} | {_seeds(g.get('probe_test'))} |"
             )
     text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
+    write_text(path, text)
 
 
 def draw(path: Path, summary: dict[str, Any]) -> Path | None:

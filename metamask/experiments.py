@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metamask.checkpoint import json_default
+from metamask.checkpoint import atomic_write, json_default
 from metamask.config import RunSpec, spec_to_dict
 
 
@@ -40,3 +40,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation over seeds (std 0.0 for a single seed)."""
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return statistics.fmean(values), std
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a table (markdown) atomically: a stopped script never leaves half a file."""
+    atomic_write(path, lambda handle: handle.write(text.encode()))

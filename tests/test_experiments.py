@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from metamask.checkpoint import write_json
-from metamask.experiments import finished_results, mean_std, spec_as_json
+from metamask.experiments import finished_results, mean_std, spec_as_json, write_text
 from tests.helpers import tiny_spec
 
 
@@ -43,3 +43,11 @@ def test_mean_and_sample_std_over_seeds() -> None:
         math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)
     )
     assert mean_std([0.3]) == (0.3, 0.0)
+
+
+def test_write_text_replaces_a_table_whole(tmp_path: Path) -> None:
+    path = tmp_path / "table.md"
+    write_text(path, "| a |\n")
+    write_text(path, "| b |\n| c |\n")
+    assert path.read_text() == "| b |\n| c |\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]  # no temporary left
