@@ -53,9 +53,8 @@ from rich.console import Console
 from metamask.checkpoint import write_json
 from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.errors import MetamaskError, OutputError
-from metamask.experiments import finished_results, mean_std, write_text
+from metamask.experiments import finished_or_run, mean_std, write_text
 from metamask.pictures.figures import save_figure
-from metamask.run import run_spec
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 #: the proposed common budget: the whole experiment in about 40 CPU-minutes on one thread
@@ -200,14 +199,7 @@ def run_folder(out: Path, p: Planned) -> Path:
 def train_one(p: Planned, folder: Path, progress: bool, console: Console) -> dict[str, Any]:
     """Train and probe one planned run in ``folder`` (resuming its checkpoint); its row."""
     started = time.perf_counter()
-    results = finished_results(folder, p.spec)
-    if results is None:
-        resume = folder if (folder / "checkpoint.pt").is_file() else None
-        if resume is not None:
-            console.print(f"  resuming from {folder / 'checkpoint.pt'}")
-        results = run_spec(p.spec, folder, str(p.source), progress=progress, resume=resume).results
-    else:
-        console.print(f"  its results.json is already written: {folder}")
+    results, _ = finished_or_run(p.spec, folder, str(p.source), progress, console)
     train = results["train"]
     return {
         "ablation": p.ablation.name,

@@ -56,9 +56,8 @@ from rich.console import Console
 from metamask.checkpoint import write_json
 from metamask.config import RunSpec, load_spec, spec_to_dict
 from metamask.errors import MetamaskError
-from metamask.experiments import finished_results, mean_std, write_text
+from metamask.experiments import finished_or_run, mean_std, write_text
 from metamask.pictures.figures import save_figure
-from metamask.run import run_spec
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 DATASETS = ("digits", "synthetic_wafers")
@@ -127,15 +126,7 @@ def train_one(p: Planned, out: Path, progress: bool, console: Console) -> dict[s
     """Pretrain, probe and fine-tune one planned run (or read it back when finished); its row."""
     folder = p.folder(out)
     started = time.perf_counter()
-    results = finished_results(folder, p.spec)
-    reused = results is not None
-    if results is None:
-        resume = folder if (folder / "checkpoint.pt").is_file() else None
-        if resume is not None:
-            console.print(f"  resuming from {folder / 'checkpoint.pt'}")
-        results = run_spec(p.spec, folder, str(p.source), progress=progress, resume=resume).results
-    else:
-        console.print(f"  already finished: {folder}")
+    results, reused = finished_or_run(p.spec, folder, str(p.source), progress, console)
     train, tuned = results["train"], results["finetune"] or {}
     return {
         "dataset": p.dataset,

@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from metamask.checkpoint import atomic_write, json_default
 from metamask.config import RunSpec, spec_to_dict
+from metamask.run import run_spec
 
 
 def spec_as_json(spec: RunSpec) -> Any:
@@ -45,3 +48,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def write_text(path: Path, text: str) -> None:
     """Write a table (markdown) atomically: a stopped script never leaves half a file."""
     atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def finished_or_run(
+    spec: RunSpec, folder: Path, source: str, progress: bool, console: Console
+) -> tuple[dict[str, Any], bool]:
+    """``folder``'s results of ``spec``: read back when finished, else trained (resuming the
+    folder's checkpoint when one is there). Returns the results and whether they were reused."""
+    results = finished_results(folder, spec)
+    if results is not None:
+        console.print(f"  already finished: {folder}")
+        return results, True
+    resume = folder if (folder / "checkpoint.pt").is_file() else None
+    if resume is not None:
+        console.print(f"  resuming from {folder / 'checkpoint.pt'}")
+    return run_spec(spec, folder, source, progress=progress, resume=resume).results, False
