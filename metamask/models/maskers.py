@@ -29,6 +29,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from metamask.errors import ConfigError
+from metamask.models.attention import Attention
 from metamask.models.masking import Masks, RandomMasker, num_kept
 from metamask.ranges import Count, NonNegativeInt, Rate
 
@@ -125,7 +126,10 @@ class TokenMLPMasker(LearnedMasker):
         if attention_layers and width % heads:
             raise ConfigError(f"token_mlp masker: {heads} heads do not divide width {width}")
         self.context = nn.Sequential(
-            *[Block(width, heads, mlp_ratio=2.0, qkv_bias=False) for _ in range(attention_layers)]
+            *[
+                Block(width, heads, mlp_ratio=2.0, qkv_bias=False, attn_layer=Attention)
+                for _ in range(attention_layers)
+            ]
         )
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.hidden = nn.Linear(width, hidden)

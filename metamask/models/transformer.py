@@ -1,7 +1,8 @@
 """The MAE's Transformer halves: an encoder over visible tokens and a decoder over all positions.
 
-Both are stacks of timm's pre-norm ``Block``. Attention uses timm's fused kernel by default;
-:func:`twice_differentiable` switches a module's attention to the plain math path for the
+Both are stacks of timm's pre-norm ``Block`` with :class:`metamask.models.attention.Attention`
+(timm's attention that takes the math path on short CPU sequences, the fused kernel otherwise);
+:func:`twice_differentiable` switches a module's attention to the math path everywhere for the
 passes that MetaMAE differentiates twice (the fused CPU/flash kernels have no double backward).
 """
 
@@ -17,6 +18,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from metamask.config import DecoderSpec, EncoderSpec
+from metamask.models.attention import Attention, attend
 from metamask.models.dropout import use_fast_dropout
 from metamask.models.posembed import sincos_grid, with_cls_row
 
@@ -68,12 +70,7 @@ def block_rows(block: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.T
     q = F.linear(h_rows, w_q, b_q).reshape(b, r, heads, dim).transpose(1, 2)
     k, v = F.linear(h, w_kv, b_kv).reshape(b, t, 2, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
-    if attn.fused_attn:
-        drop = attn.attn_drop.p if attn.training else 0.0
-        o = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-    else:
-        o = attn.attn_drop((q * attn.scale @ k.transpose(-2, -1)).softmax(dim=-1)) @ v
-    o = attn.norm(o.transpose(1, 2).reshape(b, r, attn.attn_dim))
+    o = attn.norm(attend(attn, q, k, v).transpose(1, 2).reshape(b, r, attn.attn_dim))
     if attn.gate is not None:
         o = o * attn.gate(h_rows).sigmoid()
     x_rows = x_rows + blk.drop_path1(blk.ls1(attn.proj_drop(attn.proj(o))))
@@ -107,7 +104,12 @@ class Encoder(nn.Module):
         self.blocks = nn.Sequential(
             *[
                 Block(
-                    spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False, proj_drop=spec.dropout
+                    spec.width,
+                    spec.heads,
+                    spec.mlp_ratio,
+                    qkv_bias=False,
+                    proj_drop=spec.dropout,
+                    attn_layer=Attention,
                 )
                 for _ in range(spec.depth)
             ]
@@ -143,7 +145,7 @@ class Decoder(nn.Module):
         self.register_buffer("pos_embed", pos[None], persistent=False)  # (1, 1+L, Dd)
         self.blocks = nn.Sequential(
             *[
-                Block(spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False)
+                Block(spec.width, spec.heads, spec.mlp_ratio, qkv_bias=False, attn_layer=Attention)
                 for _ in range(spec.depth)
             ]
         )
