@@ -8,9 +8,10 @@
 
 Variants: ``plain`` (the MAE step as a bare PyTorch loop), ``mae``, ``metamae2`` / ``metamae1``
 (second / first order) as metamask runs them now; ``mae-eager`` and ``metamae2-eager``, the
-steps before issue 17 (torch's ``bernoulli_`` dropout, the per-parameter AdamW loop), which
-every row is also compared with (issue 17's targets: ``mae`` <= 0.7x, ``metamae2`` <= 1.0x
-``mae-eager``); ``mae-dropout`` / ``mae-adamw``: ``mae-eager`` with one change each; and, when
+steps before issue 17 (torch's ``bernoulli_`` dropout, the per-parameter AdamW loop, the fused
+attention kernel at every sequence length), which every row is also compared with (issue 17's
+targets: ``mae`` <= 0.7x, ``metamae2`` <= 1.0x ``mae-eager``); ``mae-dropout`` / ``mae-adamw`` /
+``mae-attention``: ``mae-eager`` with one change each; and, when
 asked with ``--variants``, ``*-compile`` (``train.compile``; the first step's extra seconds,
 the compiling, are the ``1st +s`` column, never part of a timed step).
 
@@ -45,17 +46,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "modality": "tokens", "shape": [250], "patch": [1], "vocab": 4, "batch": 16, "mask": 0.5,
     },
 }  # fmt: skip
-# "-eager" is the step as it was before issue 17: torch's bernoulli dropout and the
-# per-parameter AdamW loop; "mae-dropout" / "mae-adamw" add one of the two changes to it
+# "-eager" is the step as it was before issue 17: torch's bernoulli dropout, the
+# per-parameter AdamW loop and the fused attention kernel at every length; "mae-dropout" /
+# "mae-adamw" / "mae-attention" add one of the three changes to it
 DEFAULT_VARIANTS = (
-    "plain", "mae-eager", "mae-dropout", "mae-adamw", "mae", "metamae2-eager", "metamae2",
-    "metamae1",
+    "plain", "mae-eager", "mae-dropout", "mae-adamw", "mae-attention", "mae", "metamae2-eager",
+    "metamae2", "metamae1",
 )  # fmt: skip
 # "-compile": train.compile on (not by default: every child compiles again, minutes on a CPU)
 VARIANTS = (*DEFAULT_VARIANTS, "mae-compile", "metamae2-compile", "metamae1-compile")
 BASELINE = {
     "plain": None, "mae": "plain", "metamae2": "mae", "metamae1": "mae",
     "mae-eager": "plain", "mae-dropout": "mae-eager", "mae-adamw": "mae-eager",
+    "mae-attention": "mae-eager",
     "metamae2-eager": "mae-eager", "mae-compile": "mae", "metamae2-compile": "mae-compile",
     "metamae1-compile": "mae-compile",
 }  # fmt: skip
@@ -66,12 +69,18 @@ TARGETS = {"mae": [1.05] * 3, "metamae2": [1.7, 1.5, 1.6], "metamae1": [1.2] * 3
 EAGER_TARGETS = {"mae": 0.7, "metamae2": 1.0}
 
 
-def _before_issue_17(built: Any, dropout: bool, adamw: bool) -> None:
-    """Put back torch's dropout (``dropout``) and the per-parameter AdamW loop (``adamw``)."""
+def _before_issue_17(built: Any, dropout: bool, adamw: bool, attention: bool) -> None:
+    """Put back torch's dropout (``dropout``), the per-parameter AdamW loop (``adamw``) and the
+    fused attention kernel at every sequence length (``attention``)."""
+    from metamask.models.attention import Attention
     from metamask.models.dropout import use_fast_dropout
 
     if dropout:
         use_fast_dropout(built.mae, fast=False)
+    if attention:
+        for module in built.mae.modules():
+            if isinstance(module, Attention):
+                module.math_when_short = False
     if adamw:
         for node in built.nodes.values():
             for group in [] if node.optimizer is None else node.optimizer.param_groups:
@@ -133,7 +142,12 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
     if variant != "plain":
         built = build_graph(spec, DataBundle(info, data, data, data), device)
         built.train()
-        _before_issue_17(built, change in ("eager", "adamw"), change in ("eager", "dropout"))
+        _before_issue_17(
+            built,
+            dropout=change in ("eager", "adamw", "attention"),
+            adamw=change in ("eager", "dropout", "attention"),
+            attention=change in ("eager", "dropout", "adamw"),
+        )
 
         def graph_step() -> None:
             built.step()

@@ -4,14 +4,17 @@ Why: PyTorch's fused CPU attention kernel (``scaled_dot_product_attention``'s fl
 built for long sequences. On the token counts an MAE encoder sees (the visible tokens: 11 at
 pamap2, 17 at CIFAR) and on a 65-position decoder, plain ``softmax(q k^T) v`` with batched matrix
 products is 1.5-2.8 x faster forward + backward at 2 threads (docs/performance.md), and still
-faster at 1 thread up to about 70 tokens. Beyond :data:`SHORT_SEQUENCE` tokens, on any other
-device, and inside compiled code the fused kernel stays.
+faster at 1 thread up to about 70 tokens. Beyond :data:`SHORT_SEQUENCE` tokens and on any other
+device the fused kernel stays. Compiled code (``train.compile``) makes the same choice: the
+compiler fuses the math path's scaling and softmax.
 
 :class:`Attention` is timm's ``Attention`` with the same parameters and state-dict keys (a
 drop-in ``attn_layer`` for timm's ``Block``); only the kernel choice in ``forward`` differs.
 :func:`attend` is the choice itself, shared with the decoder's last-block row selection
 (``metamask.models.transformer.block_rows``). ``fused_attn = False`` (set by
-``twice_differentiable`` for passes differentiated twice) forces the math path everywhere.
+``twice_differentiable`` for passes differentiated twice) forces the math path everywhere;
+``math_when_short = False`` keeps the fused kernel at every length (timm's own choice: the
+benchmarks' step before issue 17).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ def attend(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
     against (B, H, T, d) keys / values. The fused kernel unless ``attn.fused_attn`` is off or
     the keys are a short CPU sequence (see the module docstring). The math path scales the
     scores in place, so autograd keeps no scaled copy of ``q``."""
-    short = k.device.type == "cpu" and k.shape[-2] <= SHORT_SEQUENCE
-    if attn.fused_attn and not (short and not torch.compiler.is_compiling()):
+    math_when_short = getattr(attn, "math_when_short", False)  # timm's own: always fused
+    short = math_when_short and k.device.type == "cpu" and k.shape[-2] <= SHORT_SEQUENCE
+    if attn.fused_attn and not short:
         drop = attn.attn_drop.p if attn.training else 0.0
         return F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
     scores = (q @ k.transpose(-2, -1)).mul_(attn.scale)
@@ -42,6 +46,8 @@ def attend(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
 
 class Attention(TimmAttention):
     """timm's multi-head self-attention with :func:`attend`'s kernel choice (no masks)."""
+
+    math_when_short = True  # False: the fused kernel at every length, as timm's Attention
 
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False

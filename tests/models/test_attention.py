@@ -48,7 +48,7 @@ def test_short_cpu_sequences_take_the_math_path_long_ones_the_fused_kernel() -> 
     _, ours = _pair()
     # the math path is twice differentiable; the fused CPU kernel is not
     assert torch.isfinite(_double_backward(ours, SHORT_SEQUENCE)).all()
-    with pytest.raises(RuntimeError, match="derivative|not implemented"):
+    with pytest.raises(RuntimeError, match=r"derivative|not implemented"):
         _double_backward(ours, SHORT_SEQUENCE + 1)
     with twice_differentiable(ours):  # fused_attn = False: the math path at any length
         assert torch.isfinite(_double_backward(ours, SHORT_SEQUENCE + 1)).all()

@@ -163,13 +163,19 @@ def test_features_are_global_pool_of_normed_tokens(modality: str) -> None:
 
 @pytest.mark.parametrize("qkv_bias", [False, True])
 @pytest.mark.parametrize("math_attention", [False, True])
-def test_block_rows_is_the_block_at_those_rows(qkv_bias: bool, math_attention: bool) -> None:
+@pytest.mark.parametrize("attention", ["timm", "metamask"])
+def test_block_rows_is_the_block_at_those_rows(
+    qkv_bias: bool, math_attention: bool, attention: str
+) -> None:
+    from timm.layers import Attention as TimmAttention
     from timm.models.vision_transformer import Block
 
+    from metamask.models.attention import Attention
     from metamask.models.transformer import block_rows, twice_differentiable
 
     torch.manual_seed(0)
-    block = Block(16, 4, 2.0, qkv_bias=qkv_bias).double().eval()
+    layer = Attention if attention == "metamask" else TimmAttention
+    block = Block(16, 4, 2.0, qkv_bias=qkv_bias, attn_layer=layer).double().eval()
     x = torch.randn(3, 7, 16, dtype=torch.float64)
     rows = torch.tensor([[0, 2, 6], [1, 1, 5], [3, 4, 4]])
     expected = torch.gather(block(x), 1, rows.unsqueeze(-1).expand(-1, -1, 16))

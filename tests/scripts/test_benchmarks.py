@@ -33,7 +33,7 @@ def test_step_time_writes_every_variant_with_its_ratio_and_peak_memory(tmp_path:
     result = _run("step_time.py", *args, out=tmp_path / "s.json")
     rows = {row["variant"]: row for row in result["rows"]}
     assert set(rows) == {"plain", "mae", "metamae2", "metamae1"} | {
-        "mae-eager", "mae-dropout", "mae-adamw", "metamae2-eager"
+        "mae-eager", "mae-dropout", "mae-adamw", "mae-attention", "metamae2-eager"
     }  # fmt: skip
     assert all(row["seconds_per_step"] > 0 for row in rows.values())
     assert all(row["peak_rss_mib"] > 0 for row in rows.values())
@@ -42,6 +42,44 @@ def test_step_time_writes_every_variant_with_its_ratio_and_peak_memory(tmp_path:
     assert rows["mae-eager"]["ratio_to_eager_mae"] == 1.0
     assert rows["metamae2"]["ratio_to_eager_mae"] > 0 and rows["metamae2"]["eager_target"] == 1.0
     assert rows["mae"]["eager_target"] == 0.7 and rows["mae-dropout"]["ratio_to"] == "mae-eager"
+
+
+def test_step_floor_splits_each_step_into_its_matmuls_and_the_rest(tmp_path: Path) -> None:
+    args = ["--backbone", "tiny", "--configs", "cifar-like (3,32,32) p4 b32 m.75"]
+    args += ["--steps", "1", "--warmup", "1", "--rounds", "1", "--threads", "1"]
+    result = _run("step_floor.py", *args, out=tmp_path / "f.json")
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert set(rows) == {"mae-eager", "mae", "metamae2-eager", "metamae2", "metamae1"}
+    for row in rows.values():
+        assert 0 < row["floor_s"] < row["step_s"]  # the replayed matmuls are part of the step
+        assert row["rest_s"] == pytest.approx(row["step_s"] - row["floor_s"])
+    # MetaMAE's second order adds the support decoding and the double backward's products
+    assert rows["metamae2"]["gflop_per_step"] > rows["metamae1"]["gflop_per_step"]
+    assert rows["metamae1"]["gflop_per_step"] > rows["mae"]["gflop_per_step"]
+    metamae2 = rows["metamae2"]
+    assert metamae2["target"] == 1.0
+    assert metamae2["rest_budget"] == pytest.approx(1.0 - metamae2["x_yardstick"]["floor"])
+
+
+def test_step_floor_counts_the_flops_of_each_recorded_product() -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from step_floor import _flops, _record_matmuls
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    a, b = torch.randn(3, 4), torch.randn(4, 5)
+    x, y = torch.randn(2, 6, 7), torch.randn(2, 7, 8)
+    bias = torch.randn(5)
+
+    def step() -> None:
+        _ = a @ b, torch.bmm(x, y), torch.addmm(bias, a, b), torch.relu(a)
+
+    calls = _record_matmuls(step)
+    assert [str(c[0]) for c in calls] == ["aten.mm.default", "aten.bmm.default", "aten.addmm.default"]
+    assert calls[1][1][0].shape == x.shape and calls[1][1][0].stride() == x.stride()
+    assert _flops(calls) == 2 * (3 * 4 * 5 + 2 * 6 * 7 * 8 + 3 * 4 * 5)
 
 
 def test_mlomae_step_time_splits_the_cycle_and_the_mask_step(tmp_path: Path) -> None:
