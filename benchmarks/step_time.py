@@ -19,7 +19,9 @@ Timing: per config and round, one fresh child process builds every variant and r
 interleaved step by step (A B C D A B C D ...), so that all variants see the same machine load;
 a cell is the median over rounds of the per-round median step time, and ratios are taken within
 a round before the median. Memory: each variant runs alone in its own child, whose peak resident
-set (``VmHWM`` from /proc/self/status, not ``ru_maxrss``) is reported.
+set (``VmHWM`` from /proc/self/status, not ``ru_maxrss``) is reported; and ``saved MiB``, what
+autograd keeps for the backward in one step (every storage a saved tensor points into, once),
+which shows activation changes too small for the resident set's noise.
 """
 
 from __future__ import annotations
@@ -183,6 +185,25 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
     return step
 
 
+def saved_for_backward_mib(step: Callable[[], None]) -> float:
+    """MiB that autograd keeps for the backward during one more ``step``: every distinct
+    storage a saved tensor points into (weights included), counted once. Unlike the peak
+    resident set it does not depend on the allocator, so activation changes of a few MiB show.
+    """
+    import torch
+
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    return sum(storages.values()) / 2**20
+
+
 def child(payload: dict[str, Any]) -> dict[str, Any]:
     """Time the variants interleaved (mode "time") or run one alone for its peak memory."""
     import torch
@@ -210,6 +231,7 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
                 times[variant].append(time.perf_counter() - start)
     return {
         "median_s": {v: statistics.median(t) for v, t in times.items()},
+        "saved_mib": {v: saved_for_backward_mib(step) for v, step in steps.items()},
         "first_step_s": first,
         "vmhwm_mib": peak_rss_mib(),
         "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20
@@ -308,6 +330,7 @@ def main() -> int:
                     else eager_ratio <= eager_target,
                     # the first step's extra time over a timed one: compiling (train.compile)
                     "first_step_extra_s": statistics.median(first),
+                    "saved_for_backward_mib": rounds[0]["saved_mib"][key],
                     "peak_rss_mib": memory[key]["vmhwm_mib"] if memory else None,
                     "cuda_peak_mib": memory[key]["cuda_peak_mib"] if memory else None,
                 }
@@ -317,7 +340,7 @@ def main() -> int:
     table = Table(title=title, title_justify="left")
     several = len(args.precisions) > 1  # else the title says which
     columns = ("config", "variant", "precision", "s/step", "ratio", "target")
-    columns += (f"x {EAGER} (rounds)", "target 17", "1st +s", "RSS MiB")
+    columns += (f"x {EAGER} (rounds)", "target 17", "1st +s", "saved MiB", "RSS MiB")
     for col in columns:
         if col != "precision" or several:
             table.add_column(col, no_wrap=col != "config")
@@ -344,6 +367,7 @@ def main() -> int:
             eager_text,
             eager_target,
             f"{row['first_step_extra_s']:.1f}",
+            f"{row['saved_for_backward_mib']:.1f}",
             memory_text,
         )
     console.print(table)

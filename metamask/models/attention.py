@@ -2,11 +2,13 @@
 
 Why: PyTorch's fused CPU attention kernel (``scaled_dot_product_attention``'s flash path) is
 built for long sequences. On the token counts an MAE encoder sees (the visible tokens: 11 at
-pamap2, 17 at CIFAR) and on a 65-position decoder, plain ``softmax(q k^T) v`` with batched matrix
-products is 1.5-2.8 x faster forward + backward at 2 threads (docs/performance.md), and still
-faster at 1 thread up to about 70 tokens. Beyond :data:`SHORT_SEQUENCE` tokens and on any other
-device the fused kernel stays. Compiled code (``train.compile``) makes the same choice: the
-compiler fuses the math path's scaling and softmax.
+pamap2, 17 at CIFAR, CLS included), plain ``softmax(q k^T) v`` with batched matrix products is
+about 1.2 x faster per attention module, forward + backward (docs/performance.md). Beyond
+:data:`SHORT_SEQUENCE` keys and on any other device the fused kernel stays. Compiled code
+(``train.compile``) makes the same choice.
+
+The price is memory: the math path keeps the probabilities (N x N per head) where the fused
+kernel keeps one log-sum-exp per row, so N <= 32 keeps that price at a few MiB per step.
 
 :class:`Attention` is timm's ``Attention`` with the same parameters and state-dict keys (a
 drop-in ``attn_layer`` for timm's ``Block``); only the kernel choice in ``forward`` differs.
@@ -25,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from timm.layers import Attention as TimmAttention
 
-# the longest key sequence that takes the math path on a CPU (measured crossover: ~70-80
-# tokens at 1 thread, ~128 at 2 threads, head width 32 and 64)
-SHORT_SEQUENCE = 72
+# the longest key sequence that takes the math path on a CPU: faster up to ~70 keys at 1 thread
+# and ~128 at 2, but the probabilities it keeps grow as N^2; 32 takes the encoder's visible
+# tokens and leaves a 65-position decoder on the fused kernel
+SHORT_SEQUENCE = 32
 
 
 def attend(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

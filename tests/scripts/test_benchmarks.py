@@ -37,6 +37,9 @@ def test_step_time_writes_every_variant_with_its_ratio_and_peak_memory(tmp_path:
     }  # fmt: skip
     assert all(row["seconds_per_step"] > 0 for row in rows.values())
     assert all(row["peak_rss_mib"] > 0 for row in rows.values())
+    # what autograd keeps: MetaMAE's second order keeps the support pass's graph as well
+    saved = {v: row["saved_for_backward_mib"] for v, row in rows.items()}
+    assert 0 < saved["mae"] < saved["metamae1"] < saved["metamae2"]
     assert rows["metamae2"]["ratio"] > 0 and rows["metamae2"]["target"] == 1.5
     # issue 17: every row against the step before it, with its targets
     assert rows["mae-eager"]["ratio_to_eager_mae"] == 1.0
