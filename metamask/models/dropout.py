@@ -14,8 +14,8 @@ What changes, exactly:
   (``seeding.rng_state``) and bitwise resume are unchanged; the draws themselves differ from
   ``nn.Dropout``'s: a seeded run's masks (and therefore its numbers) are not the ones metamask
   drew before this module existed.
-- Autograd keeps a bool mask, as ``nn.Dropout`` does (one byte per element). The backward is
-  made of differentiable ops, so a second derivative through it works too.
+- Autograd keeps a bool mask (one byte per element; ``nn.Dropout`` on a CPU keeps a float mask,
+  four). The backward is made of differentiable ops, so a second derivative through it works.
 - On devices other than the CPU (where PyTorch's fused dropout kernel is already cheap), and
   inside ``torch.compile``d code (``train.compile``: the compiler draws the mask in its own
   kernel, from a seed it takes from the default generator), the module calls
