@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import spawn, write_results
-from step_time import CONFIGS
+from step_time import CONFIGS, VARIANTS
 
 DEFAULT_VARIANTS = ("mae-eager", "mae", "metamae2-eager", "metamae2", "metamae1")
 YARDSTICK = "mae-eager"  # issue 17's targets are ratios to this step
@@ -160,7 +160,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbone", default="dabs")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS)
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_floor.json"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
