@@ -111,13 +111,22 @@ def register_estimator(
         >>> get_estimator("doc_scaled_identity").options_type is ScaledOptions
         True
 
+    Registering the same function again (the same module and qualified name: a notebook cell
+    run twice, a module imported by both a spec's ``imports:`` and an entry point) is accepted
+    and the newer definition replaces the older one.
+
     Raises:
-        ValueError: ``name`` is already registered.
+        ValueError: ``name`` is already registered by a different function (named).
     """
 
     def wrap(fn: F) -> F:
-        if name in ESTIMATORS:
-            raise ValueError(f"estimator {name!r} is registered twice")
+        existing = ESTIMATORS.get(name)
+        if existing is not None and _identity(existing.fn) != _identity(fn):
+            raise ValueError(
+                f"estimator {name!r} is already registered by {_identity(existing.fn)}; "
+                f"{_identity(fn)} cannot take its name: choose another name, or call "
+                f"metamask.hypergrad.unregister_estimator({name!r}) first"
+            )
         ESTIMATORS[name] = Estimator(
             name,
             fn,
@@ -131,6 +140,12 @@ def register_estimator(
         return fn
 
     return wrap
+
+
+def _identity(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``fn``: what makes a re-registration "the same function"."""
+    module = getattr(fn, "__module__", None) or "?"
+    return f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def unregister_estimator(name: str) -> None:

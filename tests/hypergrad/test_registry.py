@@ -91,8 +91,7 @@ def test_user_estimator_registers_and_runs_in_a_graph() -> None:
         return mixed_vjp(grad_w, upper.trainable_parameters(), [x])
 
     try:
-        with pytest.raises(ValueError, match="registered twice"):
-            register_estimator("test_dense_exact")(dense_exact)
+        assert register_estimator("test_dense_exact", ExactOptions)(dense_exact) is dense_exact
         problem = Quadratic.make()
         graph = bilevel_graph(problem, "test_dense_exact", ridge=0.0)
         got = graph.run_upper_step()
@@ -101,6 +100,42 @@ def test_user_estimator_registers_and_runs_in_a_graph() -> None:
     finally:
         unregister_estimator("test_dense_exact")
     assert "test_dense_exact" not in estimator_names()
+
+
+def _cell() -> object:
+    """A notebook cell: each call defines a new function object with the same qualified name."""
+
+    @register_estimator("test_rerun", description="zero, defined in a cell")
+    def rerun(vector, lower, upper, options):  # type: ignore[no-untyped-def]
+        return [torch.zeros_like(p) for p in upper.trainable_parameters()]
+
+    return rerun
+
+
+def test_registering_the_same_function_again_is_accepted_and_replaces_it() -> None:
+    try:
+        first, second = _cell(), _cell()  # the cell run twice
+        assert first is not second
+        assert get_estimator("test_rerun").fn is second  # the newer definition is used
+    finally:
+        unregister_estimator("test_rerun")
+
+
+def test_a_different_function_under_a_taken_name_is_refused_naming_both() -> None:
+    def impostor(vector, lower, upper, options):  # type: ignore[no-untyped-def]
+        return []
+
+    darts = get_estimator("darts").fn
+    with pytest.raises(ValueError) as info:
+        register_estimator("darts")(impostor)
+    message = str(info.value)
+    assert (
+        "estimator 'darts' is already registered by metamask.hypergrad.betty_estimators.darts"
+        in message
+    )
+    assert "test_registry.test_a_different_function_under_a_taken_name_is_refused" in message
+    assert "unregister_estimator('darts')" in message and "\n" not in message
+    assert get_estimator("darts").fn is darts  # the registry is unchanged
 
 
 def test_docs_page_snippets_run() -> None:
