@@ -12,7 +12,7 @@ from helpers import MAE_GRAPH, mlo_graph, mlo_spec, tiny_bundle, tiny_spec
 
 from metamask.compose import build_graph
 from metamask.config import FinetuneSpec
-from metamask.finetune import fine_tune
+from metamask.downstream.finetune import fine_tune
 from metamask.models.mae import MaskedAutoencoder
 from metamask.plots import learned_masker, masking_picture, save_mask_picture
 from metamask.run import run_spec

@@ -29,7 +29,7 @@ METRICS: tuple[str, ...] = (
 )
 
 # Per-token labels (metric token_accuracy) hold this value at positions that must not be scored
-# (padding); metamask.evaluate passes it to cross-entropy as ``ignore_index``.
+# (padding); metamask.downstream.probe passes it to cross-entropy as ``ignore_index``.
 IGNORE_LABEL = -1
 # The label of every example of an unlabelled dataset (``DatasetInfo.labelled`` False).
 NO_LABEL = -1

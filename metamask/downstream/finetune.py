@@ -2,7 +2,7 @@
 
 MLO-MAE reports fine-tuning accuracy (and picks the best test accuracy over epochs, a
 selection on the test set). Here the epoch is chosen on the validation split and the test
-metric is read at that epoch only, as the linear probe does (:mod:`metamask.evaluate`). The
+metric is read at that epoch only, as the linear probe does (:mod:`metamask.downstream.probe`). The
 pretrained model is deep-copied first, so the probe and any later use see it untouched.
 
 Trained: the tokenizer, the encoder and a linear head on the pooled features (global pool
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from metamask.config import FinetuneSpec
 from metamask.data.base import DataBundle
-from metamask.evaluate import epoch_progress, probe_loss, score
+from metamask.downstream.probe import epoch_progress, probe_loss, score
 from metamask.models.heads import linear_head
 from metamask.models.mae import MaskedAutoencoder
 

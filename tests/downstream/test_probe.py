@@ -9,7 +9,7 @@ from sklearn.metrics import f1_score
 
 from metamask.config import ProbeSpec, spec_from_dict
 from metamask.data.base import ArrayDataset, DataBundle, DatasetInfo
-from metamask.evaluate import linear_probe, score
+from metamask.downstream.probe import linear_probe, score
 from metamask.models.mae import MaskedAutoencoder
 
 

@@ -1,4 +1,4 @@
-"""Evaluation of a pretrained encoder: a linear probe on frozen features (docs/methods.md §4).
+"""The linear probe on frozen features, and the metrics it scores with (docs/methods.md §4).
 
 The probe is trained with Adam on precomputed global-pool features (per-token features for
 token-level labels). Its epoch is chosen on the validation split and the test metric is reported

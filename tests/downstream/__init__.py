@@ -1,0 +1,1 @@
+"""Tests of metamask.downstream: probe, fine-tuning, export, load, embed, start weights."""
