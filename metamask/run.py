@@ -24,9 +24,9 @@ from metamask.checkpoint import load_checkpoint, write_json
 from metamask.compose import build_graph
 from metamask.config import RunSpec, spec_to_dict
 from metamask.data.base import DataBundle
-from metamask.errors import CheckpointError, ConfigError
-from metamask.downstream.probe import ProbeResult, linear_probe
 from metamask.downstream.finetune import FinetuneResult, fine_tune
+from metamask.downstream.probe import ProbeResult, linear_probe
+from metamask.errors import CheckpointError, ConfigError
 from metamask.folder_lock import run_folder_lock
 from metamask.graph import Graph
 from metamask.pictures.run_pictures import draw_run_pictures
