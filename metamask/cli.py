@@ -172,12 +172,7 @@ def _require_spec_file(path: Path | None) -> None:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     _require_spec_file(args.spec)
-    from metamask import distributed
-    from metamask.config import load_spec
-    from metamask.report import print_table, results_row, results_table
-    from metamask.resume import CHECKPOINT_NAME, resume_folder, run_folder_spec
-    from metamask.run import run_spec
-    from metamask.spec_data import check_augment, check_eval_data
+    from metamask.config import load_spec  # torch-free: a bad spec is refused in a blink
 
     overrides = list(args.overrides)
     if args.device:
@@ -188,8 +183,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         overrides.append(f"train.precision={args.precision}")
     if args.resume is not None and not args.resume.exists():
         raise CheckpointError(f"--resume {args.resume}: no such run folder or checkpoint")
-    if args.spec is not None:
-        spec, source = load_spec(args.spec, overrides), str(args.spec)
+    spec = load_spec(args.spec, overrides) if args.spec is not None else None
+    # torch and the rest only once the spec reads well (seconds, docs/specs.md)
+    from metamask import distributed
+    from metamask.report import print_table, results_row, results_table
+    from metamask.resume import CHECKPOINT_NAME, resume_folder, run_folder_spec
+    from metamask.run import run_spec
+    from metamask.spec_data import check_augment, check_eval_data
+
+    if spec is not None:
+        source = str(args.spec)
     elif args.resume is not None:  # the run folder holds its spec, every override included
         folder = resume_folder(args.resume)
         assert folder is not None
@@ -264,17 +267,18 @@ def _check_run_folder(out: Path) -> None:
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     _require_spec_file(args.spec)
-    from metamask.compose import check_buildable
-    from metamask.config import load_spec
-    from metamask.report import edge_lines, graph_table
-    from metamask.spec_data import check_eval_data, pretrain_info
-    from metamask.topology import validate_graph
+    from metamask.config import load_spec  # torch-free: a bad spec is refused in a blink
 
     if args.png is not None:  # before anything is printed: a name the picture cannot take
         from metamask.graph_picture import check_picture_path
 
         check_picture_path(args.png)
     spec = load_spec(args.spec, args.overrides)
+    from metamask.compose import check_buildable
+    from metamask.report import edge_lines, graph_table
+    from metamask.spec_data import check_eval_data, pretrain_info
+    from metamask.topology import validate_graph
+
     validate_graph(spec.graph, str(args.spec))
     graph = check_buildable(spec, str(args.spec))  # refuses what `run` would: options, ...
     check_eval_data(spec, str(args.spec), here=False)  # show needs no --data-root

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from metamask.data.user_arrays import ArraySource
+from metamask.config.arrays import ArraySource
 from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive, Rate, Ratio, Seed
 
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from metamask.config.arrays import Metric as Metric  # torch-free, for the spec schema
+from metamask.config.arrays import Modality as Modality
 from metamask.errors import DataError
 
-Modality = Literal["signal1d", "image2d", "tokens"]
-Metric = Literal["accuracy", "binary_accuracy", "weighted_f1", "spearman", "token_accuracy"]
 METRICS: tuple[str, ...] = (
     "accuracy",
     "binary_accuracy",

@@ -23,41 +23,22 @@ from __future__ import annotations
 import csv
 import math
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from metamask.config.arrays import ArraySource
 from metamask.data.base import (
     DataBundle,
     DatasetEntry,
     DatasetInfo,
     LoadOptions,
     Metric,
-    Modality,
 )
 from metamask.data.bundles import split_bundle
 from metamask.data.formats.text_files import text_problem
 from metamask.data.registry import load_entry, register_dataset
 from metamask.errors import DataError
-from metamask.ranges import Count, NonNegativeInt
-
-
-@dataclass(frozen=True)
-class ArraySource:
-    """Where a user's arrays are and how to read them (the ``data.arrays`` block of a spec)."""
-
-    path: str  # .npz (arrays `x`, `y`, optional `x_test`, `y_test`) or .csv with a header row
-    modality: Modality  # signal1d (C, T) | image2d (C, H, W) | tokens (L,)
-    input_shape: tuple[Count, ...]  # shape of one x; flat rows are reshaped to it
-    patch: tuple[Count, ...]  # (p,) for signal1d / tokens (p = 1), (p, q) for image2d
-    num_classes: NonNegativeInt  # classes of y; 2 = binary (one logit); 0 = regression
-    metric: Metric | None = None  # None: accuracy, binary_accuracy (2) or spearman (0)
-    vocab_size: NonNegativeInt = 0  # tokens: number of token ids (ids must lie in 0..vocab_size-1)
-    label_column: str = "label"  # CSV: the label column; every other column is a feature
-    test_path: str | None = None  # CSV: a separate test file; None: a seeded 20 % test split
-    standardise: str = "none"  # none | feature (per position) | channel: train-split statistics
-    domain: str = ""  # free text shown by `metamask datasets`
 
 
 def default_metric(num_classes: int) -> Metric:
