@@ -93,11 +93,16 @@ def probability_weighted_loss(
     masks: Masks,
     target: torch.Tensor,
     prob: torch.Tensor,
+    weighting: str = "count",
 ) -> dict[str, torch.Tensor]:
     """A learned masker's reconstruction loss: each masked token's loss times its masking
-    probability, ``sum(p * loss) / number masked`` (MLO-MAE, docs/methods.md): the only path by
-    which gradient reaches the masker. Also the plain reconstruction loss and the mean
-    probability of the masked tokens (both detached, for the logs).
+    probability, the only path by which gradient reaches the masker. ``weighting="count"``
+    (MLO-MAE, docs/methods.md): ``sum(p * loss) / number masked``; ``"normalised"``:
+    ``sum(p * loss) / sum(p)`` over the batch's masked tokens, a weighted mean whose value and
+    gradient do not change when every ``p`` is scaled alike (so lowering every probability
+    no longer lowers the loss, and the reconstruction keeps its scale as ``p`` shrinks).
+    Also the plain reconstruction loss and the mean probability of the masked tokens (both
+    detached, for the logs).
 
     Args:
         latent: (B, 1 + K, D) the encoder's (or an adapted) latent of the kept tokens.
@@ -107,8 +112,13 @@ def probability_weighted_loss(
     select = masks.mask > 0  # (B, L): decode the masked positions only
     losses = mae.token_losses(mae.decode(latent, masks, select), target[select])  # (N,)
     ones = masks.mask[select]
+    weighted = masked_mean(losses * prob[select], ones)
+    if weighting == "normalised":
+        weighted = weighted / masked_mean(prob[select], ones).clamp_min(1e-12)
+    elif weighting != "count":
+        raise ValueError(f"weighting: expected 'count' or 'normalised', got {weighting!r}")
     return {
-        "loss": masked_mean(losses * prob[select], ones),
+        "loss": weighted,
         "reconstruction": masked_mean(losses.detach(), ones),
         "masked_prob": masked_mean(prob.detach()[select], ones),
         "mask_ratio": masks.mask.mean(),  # the share masked (learned within bounds, or fixed)

@@ -51,3 +51,24 @@ def build_optimizer(
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def clip_update(
+    params: list[torch.Tensor], before: list[torch.Tensor], max_norm: float
+) -> tuple[float, bool]:
+    """Scale the update ``params - before`` back to an L2 norm of at most ``max_norm`` (over
+    all parameters together), in place; returns the update's norm before clipping and whether
+    it was clipped.
+
+    Clipping the step, not the gradient: Adam's update hardly depends on the gradient's scale,
+    so a clipped gradient does not bound how far one step moves the parameters; this does.
+    """
+    with torch.no_grad():
+        deltas = [p - b for p, b in zip(params, before, strict=True)]
+        norm = float(torch.stack([d.double().pow(2).sum() for d in deltas]).sum().sqrt())
+        clipped = norm > max_norm
+        if clipped:
+            scale = max_norm / norm
+            for param, start, delta in zip(params, before, deltas, strict=True):
+                param.copy_(start + delta * scale)
+    return norm, clipped

@@ -27,11 +27,18 @@ from metamask.nodes.head import Head
 from metamask.nodes.protocols import Downstream, MaskedPretraining
 from metamask.nodes.registry import register_node_type
 from metamask.nodes.select import only_one
+from metamask.optim import clip_update
+from metamask.ranges import Positive
 
 
 @dataclass(frozen=True)
 class MaskOptions:
-    """A ``mask`` node has no options of its own: its masker is set on the pretrain node."""
+    """Options of a ``mask`` node (its masker itself is set on the pretrain node)."""
+
+    # the largest L2 norm of one masker update (all its parameters together); a longer step is
+    # scaled back to it (issue 23: a clipped step keeps AdamW from saturating the masker in a
+    # few steps). None: unclipped, as published
+    max_step: Positive | None = None
 
 
 class Mask(Node):
@@ -45,11 +52,26 @@ class Mask(Node):
         pretrain: MaskedPretraining,
         head: Downstream,
         wiring: Wiring,
+        options: MaskOptions | None = None,
     ) -> None:
         super().__init__(name, masker, **wiring.kwargs())
         self.masker = masker
         self.pretrain = pretrain
         self.head = head
+        self.options = options or MaskOptions()
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The masker's optimizer step, scaled back to ``max_step`` when set (logged:
+        ``step_norm``, the update's norm before clipping, and ``step_clipped``)."""
+        if self.options.max_step is None:
+            super().optimizer_step(*args, **kwargs)
+            return
+        params = self.trainable_parameters()
+        before = [p.detach().clone() for p in params]
+        super().optimizer_step(*args, **kwargs)
+        norm, clipped = clip_update(params, before, self.options.max_step)
+        self.last_metrics["step_norm"] = norm
+        self.last_metrics["step_clipped"] = float(clipped)
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         return self.head.heldout_loss(batch)
@@ -75,7 +97,7 @@ class Mask(Node):
 
 @register_node_type("mask", MaskOptions, "MLO-MAE level 3: the masker, head loss on split B")
 def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
-    ctx.options(MaskOptions, spec, name)
+    options = ctx.options(MaskOptions, spec, name)
     where = f"{ctx.source}: graph.nodes.{name}"
     pretrain: MaskedPretraining = only_one(
         ctx.lowers(name),
@@ -108,4 +130,4 @@ def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
         )
     heldout = head.splits.b if isinstance(head, Head) else None
     wiring = ctx.wire(name, spec, masker, heldout)
-    return Mask(name, masker, pretrain, head, wiring)
+    return Mask(name, masker, pretrain, head, wiring, options)

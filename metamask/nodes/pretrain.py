@@ -76,7 +76,9 @@ class Pretrain(DifferentiableNode):
                 batch.masks = self.masker.masks_from(prob.detach())
             masks = batch.masks
             latent, target = mae.encode(tokens, masks), mae.targets(batch.x)
-            return probability_weighted_loss(mae, latent, masks, target, prob)
+            return probability_weighted_loss(
+                mae, latent, masks, target, prob, self.masker.weighting
+            )
 
     @contextmanager
     def _differentiable_twice(self) -> Iterator[None]:

@@ -113,8 +113,15 @@ class Reconstruct(Node):
                     batch = self.inner.resolve(batch)
                 batch.fresh = False
                 assert batch.probabilities is not None
+                masker = self.learned_masker()
+                assert masker is not None
                 weighted = probability_weighted_loss(
-                    mae, batch.adapted, batch.masks, batch.target, batch.probabilities
+                    mae,
+                    batch.adapted,
+                    batch.masks,
+                    batch.target,
+                    batch.probabilities,
+                    masker.weighting,
                 )
                 rec, terms = weighted["loss"], weighted
             else:
