@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the folder holds the run's spec)",
     )
     _add_overrides(run)
+    _add_imports(run)
     run.add_argument(
         "--out", type=Path, default=None, help="run folder (default runs/<name>/<time>)"
     )
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a spec's graph: nodes, edges, estimator per node")
     show.add_argument("spec", type=Path)
     _add_overrides(show)
+    _add_imports(show)
     show.add_argument(
         "--png", type=Path, default=None, metavar="FILE", help="also draw the graph into FILE"
     )
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
     _add_overrides(evaluate)
+    _add_imports(evaluate)
     evaluate.add_argument(
         "--only",
         choices=["probe", "finetune"],
@@ -121,6 +124,18 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a spec value, e.g. --set train.steps=100 (repeatable)",
+    )
+
+
+def _add_imports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a Python module first, e.g. one that registers your own estimator; the "
+        "run's spec.yaml lists it with the spec's own imports: (repeatable)",
     )
 
 
@@ -173,6 +188,7 @@ def _require_spec_file(path: Path | None) -> None:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     _require_spec_file(args.spec)
     from metamask.config import load_spec  # torch-free: a bad spec is refused in a blink
+    from metamask.config.imports import import_modules, with_imports
 
     overrides = list(args.overrides)
     if args.device:
@@ -199,6 +215,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         spec, source = run_folder_spec(folder, overrides)
     else:
         raise ConfigError("run: give a SPEC file, or --resume DIR to continue the run in DIR")
+    spec = with_imports(spec, args.imports)
+    import_modules(spec.imports, source)  # before the data checks: a module may register data
     check_eval_data(spec, source)  # before training, not after it
     check_augment(spec, source)  # before the run folder is made
     if args.distributed:
@@ -244,7 +262,9 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     if args.data_root:
         overrides.append(f"data.data_root={args.data_root}")
     console.print(f"evaluating {args.run_dir}")
-    results = evaluate_run(args.run_dir, overrides, args.only, progress=not args.quiet)
+    results = evaluate_run(
+        args.run_dir, overrides, args.only, progress=not args.quiet, imports=args.imports
+    )
     row = results_row(results)
     title = f"evaluation {len(results['evaluations'])} ({args.run_dir}/results.json)"
     print_table(results_table([row], title, row.keys()), console)
@@ -268,6 +288,7 @@ def _check_run_folder(out: Path) -> None:
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     _require_spec_file(args.spec)
     from metamask.config import load_spec  # torch-free: a bad spec is refused in a blink
+    from metamask.config.imports import import_modules, with_imports
 
     if args.png is not None:  # before anything is printed: a name the picture cannot take
         from metamask.graph_picture import check_picture_path
@@ -279,6 +300,8 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from metamask.spec_data import check_eval_data, pretrain_info
     from metamask.topology import validate_graph
 
+    spec = with_imports(spec, args.imports)
+    import_modules(spec.imports, str(args.spec))  # before the data checks and the build
     validate_graph(spec.graph, str(args.spec))
     graph = check_buildable(spec, str(args.spec))  # refuses what `run` would: options, ...
     check_eval_data(spec, str(args.spec), here=False)  # show needs no --data-root

@@ -46,6 +46,7 @@ from metamask.config import (
     spec_from_dict,
     spec_to_dict,
 )
+from metamask.config.imports import import_modules
 from metamask.data.base import ArrayDataset, DataBundle
 from metamask.errors import ConfigError, GraphError
 from metamask.graph import Graph, GraphEngine
@@ -200,6 +201,7 @@ class GraphBuilder:
     def build(self) -> Graph:
         """Validate the graph, build every node lowers-first and wire them into Betty."""
         spec = self.spec
+        import_modules(spec.imports, self.source)  # the spec's own estimators, node types, ...
         order = validate_graph(spec.graph, self.source)
         if spec.train.dtype == "float64" and spec.train.precision != "fp32":
             raise ConfigError(

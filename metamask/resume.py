@@ -66,6 +66,7 @@ MAY_CHANGE = (
     "train.threads",
     "train.on_nonfinite",
     "train.tensorboard",
+    "imports",  # where the run's own estimators live may move; what they compute may not
 )
 
 

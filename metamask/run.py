@@ -23,6 +23,7 @@ from metamask import distributed
 from metamask.checkpoint import load_checkpoint, write_json
 from metamask.compose import build_graph
 from metamask.config import RunSpec, spec_to_dict
+from metamask.config.imports import import_modules, with_imports
 from metamask.data.base import DataBundle
 from metamask.downstream.finetune import FinetuneResult, fine_tune
 from metamask.downstream.probe import ProbeResult, linear_probe
@@ -114,6 +115,7 @@ def _run_spec(
 ) -> RunResult:
     """:func:`run_spec`'s body, with the run folder held."""
     console = console or Console(stderr=True)
+    import_modules(spec.imports, source)  # before the data: a user module may register it
     checkpoint = read_resume_checkpoint(spec, resume) if resume is not None else None
     if checkpoint is not None and resume is not None:
         folder = resume_folder(resume)
@@ -241,15 +243,17 @@ def evaluate_run(
     only: str | None = None,
     progress: bool = True,
     console: Console | None = None,
+    imports: list[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run in ``folder`` again from its checkpoint; returns the new results.json.
 
     The spec is the folder's (``spec.yaml``, else the checkpoint's) with ``overrides``, which
     may change only what does not change the trained model (``eval.*``, where the data lives,
     the device, threads). ``only`` (``probe`` or ``finetune``) runs one part; by default the
-    probe, and fine-tuning when ``eval.finetune`` is set. Earlier results are kept: the new
-    evaluation is appended to ``evaluations`` (:mod:`metamask.run`'s docstring). The folder
-    is held while it is read and written (:mod:`metamask.folder_lock`).
+    probe, and fine-tuning when ``eval.finetune`` is set. ``imports`` (``--import``) adds
+    modules to those the run's spec imports (:mod:`metamask.config.imports`). Earlier
+    results are kept: the new evaluation is appended to ``evaluations`` (:mod:`metamask.run`'s
+    docstring). The folder is held while it is read and written (:mod:`metamask.folder_lock`).
 
     Raises:
         CheckpointError: ``folder`` is no run folder or holds no checkpoint; overrides that
@@ -265,6 +269,9 @@ def evaluate_run(
             "stopped before its first checkpoint)"
         )
     spec, source = run_folder_spec(folder, overrides or [], command="eval")
+    if imports:  # --import: imported now, and listed in the spec the new scores answer to
+        spec = with_imports(spec, imports)
+    import_modules(spec.imports, source)  # what the run imported (its spec.yaml says)
     wanted = EVALUATIONS if only is None else (only,)
     if wanted == ("finetune",) and spec.eval.finetune is None:
         raise ConfigError(

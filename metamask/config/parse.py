@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 
+from metamask.config.imports import check_module_names
 from metamask.config.origins import KeyOrigins, origin_of, remember
 from metamask.config.schema import (
     BACKBONES,
@@ -53,6 +54,7 @@ def spec_from_dict(
             for name, node in graph["nodes"].items()
         }
     spec = parse_dataclass(RunSpec, data, source=source)
+    check_module_names(spec.imports, source)  # their form only: imported when built
     for part in ("encoder", "decoder"):  # what attention needs, said before a model is built
         block = getattr(spec.model, part)
         if block.width % block.heads:

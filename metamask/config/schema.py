@@ -190,6 +190,9 @@ class RunSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)  # the evaluation after pretraining
     seed: Seed = 0  # seeds torch, numpy, python, the splits and the masks
     description: str = ""  # free text shown by `metamask show`
+    # Python modules imported before the graph is built: your own estimators, node types or
+    # datasets register themselves on import (metamask.config.imports, docs/hypergradients.md)
+    imports: list[str] = field(default_factory=list)
 
 
 # the keys every node has; the others are its node type's own options (flat in YAML)

@@ -5,12 +5,17 @@ An estimator answers one question for an edge upper -> lower of the graph: given
 with respect to the upper node's parameters? Estimators are registered with their own options
 dataclass, so ``hypergradient: {type: cg, iterations: 10}`` in a spec is validated by the
 estimator that owns the keys.
+
+Another process's estimators are found through a spec's ``imports:``
+(:mod:`metamask.config.imports`) or installed entry points in the ``metamask.estimators``
+group, loaded lazily: when a name that is not registered is looked up, never at start-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -154,14 +159,68 @@ def unregister_estimator(name: str) -> None:
 
 
 def get_estimator(name: str) -> Estimator:
-    """The registered estimator ``name``; ConfigError naming the choices when unknown."""
-    choices = list(ESTIMATORS)
-    if name not in choices:
+    """The registered estimator ``name``, loading an installed one (entry point) on first use.
+
+    Raises:
+        ConfigError: unknown name (naming the known ones, registered and installed, and how a
+            user estimator is made visible), or an installed one that fails to load.
+    """
+    if name not in ESTIMATORS and not load_installed_estimator(name):
+        choices = sorted({*ESTIMATORS, *installed_estimators()})
         raise ConfigError(
             f"unknown hypergradient estimator {name!r}{did_you_mean(name, choices)}; "
-            f"expected one of {sorted(choices)}"
+            f"expected one of {choices}. Registered in another process (a notebook, a "
+            "script)? add the module that registers it to the spec's imports: (or pass "
+            f"--import MODULE), or install it under the {ENTRY_POINT_GROUP!r} entry points"
         )
     return ESTIMATORS[name]
+
+
+#: the entry-point group of installed estimators: ``name = "package.module"`` (or
+#: ``"package.module:function"``), whose import registers estimator ``name``
+ENTRY_POINT_GROUP = "metamask.estimators"
+
+
+def installed_estimators() -> dict[str, str]:
+    """Estimators other packages install (entry points in :data:`ENTRY_POINT_GROUP`): name ->
+    entry-point value. Read from the packages' metadata; nothing is imported."""
+    return {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_installed_estimator(name: str) -> bool:
+    """Import the installed entry point ``name`` (lazily: only when a spec or a call asks for
+    an estimator that is not registered). False when none is installed under that name.
+
+    Raises:
+        ConfigError: the entry point fails to import, or its import registers no ``name``.
+    """
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+        try:
+            ep.load()
+        except Exception as exc:  # the installed package's own error, in one line
+            cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise ConfigError(
+                f"hypergradient estimator {name!r}: its entry point {ep.value!r} (group "
+                f"{ENTRY_POINT_GROUP!r}) cannot be loaded ({cause})"
+            ) from exc
+        if name not in ESTIMATORS:
+            raise ConfigError(
+                f"hypergradient estimator {name!r}: its entry point {ep.value!r} (group "
+                f"{ENTRY_POINT_GROUP!r}) loaded but registered no estimator {name!r}; expected "
+                f"@register_estimator({name!r}) in that module"
+            )
+        return True
+    return False
+
+
+def load_installed_estimators() -> list[str]:
+    """Load every installed estimator (:func:`load_installed_estimator`); their names, sorted.
+    The contract tests call it, so that an installed estimator is tested too."""
+    names = sorted(installed_estimators())
+    for name in names:
+        if name not in ESTIMATORS:
+            load_installed_estimator(name)
+    return names
 
 
 def estimator_options(spec: EstimatorSpec, source: str = "<spec>", where: str = "") -> Any:
