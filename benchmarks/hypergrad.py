@@ -94,7 +94,7 @@ ESTIMATORS: dict[str, tuple[str, Callable[[float], dict[str, Any]]]] = {
     "darts": ("darts", lambda L: {}),
     "sama (SGD lower)": ("sama", lambda L: {}),
     f"neumann K={K} a=1/L": ("neumann", lambda L: {"iterations": K, "alpha": 1 / L}),
-    f"cg K={K}": ("cg", lambda L: {"iterations": K}),
+    f"cg K={K}": ("cg", lambda L: {"iterations": K, "tol": 0.0}),
     f"implicit_cg K={K}": ("implicit_cg", lambda L: {"iterations": K, "rtol": 0.0}),
     f"implicit_neumann K={K} a=1/L": (
         "implicit_neumann",

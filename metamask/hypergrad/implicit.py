@@ -33,7 +33,7 @@ from metamask.ranges import Count, NonNegative, NonNegativeInt, Positive
 class ImplicitCGOptions:
     """Options of ``implicit_cg`` (passed to ``torchopt.linear_solve.solve_cg``)."""
 
-    iterations: Count = 10  # maximum CG iterations
+    iterations: Count = 50  # maximum CG iterations (as cg's: a solve, see CGOptions)
     rtol: NonNegative = 1e-10  # stop when ||r|| <= max(rtol ||v||, atol)
     atol: NonNegative = 0.0  # absolute residual tolerance
     ridge: NonNegative = 0.0  # solve (H + ridge I) x = v: damps ill-conditioned / indefinite H
