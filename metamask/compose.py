@@ -47,6 +47,7 @@ from metamask.config import (
     spec_to_dict,
 )
 from metamask.config.imports import import_modules
+from metamask.config.origins import located, located_estimator
 from metamask.data.base import ArrayDataset, DataBundle
 from metamask.errors import ConfigError, GraphError
 from metamask.graph import Graph, GraphEngine
@@ -205,8 +206,9 @@ class GraphBuilder:
         order = validate_graph(spec.graph, self.source)
         if spec.train.dtype == "float64" and spec.train.precision != "fp32":
             raise ConfigError(
-                f"{self.source}: train.precision: {spec.train.precision!r} autocasts to lower "
-                "precision, which a float64 run (train.dtype: float64) is meant to avoid; use "
+                f"{located(self.source, 'train.precision')}: {spec.train.precision!r} autocasts "
+                "to lower precision, which a float64 run (train.dtype: float64) is meant to "
+                "avoid; use "
                 "train.precision: fp32 with it"
             )
         context = self._context()
@@ -221,11 +223,14 @@ class GraphBuilder:
                         f"{self.source}: graph.nodes.{name}: a custom node is declared in Python "
                         "(GraphBuilder.node with module=, loss=, data=), not in a spec file"
                     )
-                where = f"{self.source}: graph.nodes.{name}.type"
+                where = located(self.source, f"graph.nodes.{name}.type")
                 build = get_node_type(node_spec.type, where).build
             node = build(context, name, node_spec)
             if not node.hypergradient_in_graph:
-                check_estimator_support(node)
+                try:
+                    check_estimator_support(node)
+                except ConfigError as exc:  # named by node: name the file that set it too
+                    raise ConfigError(f"{located_estimator(self.source, name)}: {exc}") from None
             context.nodes[name] = node
         unused = sorted(set(self._data) - set(context.used_data))
         if unused:
@@ -238,7 +243,7 @@ class GraphBuilder:
             node.on_nonfinite = spec.train.on_nonfinite
             if distributed.current() is not None and getattr(node, "unrolls", False):
                 raise GraphError(
-                    f"{self.source}: graph.nodes.{node.name}.hypergradient: 'unrolled' keeps each "
+                    f"{located_estimator(self.source, node.name)}: 'unrolled' keeps each "
                     "process's own optimizer trajectory, which data parallelism cannot average; "
                     "pick another estimator to train with --distributed"
                 )

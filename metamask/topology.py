@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 
 from metamask.config import GraphSpec
+from metamask.config.origins import located
 from metamask.errors import GraphError, did_you_mean
 
 
@@ -23,12 +24,13 @@ def validate_graph(graph: GraphSpec, source: str = "<spec>") -> list[str]:
             for node in (key, *targets):
                 if node not in graph.nodes:
                     raise GraphError(
-                        f"{source}: graph.{kind}.{key}: unknown node {node!r}"
+                        f"{located(source, f'graph.{kind}.{key}')}: unknown node {node!r}"
                         f"{did_you_mean(node, names)}; the graph's nodes are {names}"
                     )
             if key in targets:
                 raise GraphError(
-                    f"{source}: graph.{kind}.{key}: a node cannot be its own {kind} edge"
+                    f"{located(source, f'graph.{kind}.{key}')}: a node cannot be its own "
+                    f"{kind} edge"
                 )
     find_cycle(graph.l2u, "l2u", source)
     find_cycle(graph.u2l, "u2l", source)
@@ -36,7 +38,8 @@ def validate_graph(graph: GraphSpec, source: str = "<spec>") -> list[str]:
         for lower in lowers:
             if not reaches(graph.l2u, lower, upper):
                 raise GraphError(
-                    f"{source}: graph.u2l.{upper}: '{upper}' differentiates through '{lower}', but "
+                    f"{located(source, f'graph.u2l.{upper}')}: '{upper}' differentiates through "
+                    f"'{lower}', but "
                     f"no l2u path leads from '{lower}' up to '{upper}' "
                     f"(add l2u: {{{lower}: [{upper}]}})"
                 )

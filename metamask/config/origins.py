@@ -67,3 +67,19 @@ def origin_of(source: str, where: str) -> str:
     """The file to name for key ``where`` of the spec labelled ``source``."""
     origins = _LOADED.get(source)
     return origins.file_for(where) if origins is not None and where else source
+
+
+def located(source: str, where: str, written: str = "") -> str:
+    """``<file>: <where>``, the prefix of a one-line error about key ``where`` of the spec
+    labelled ``source``: the file named is the base file (or ``--set``) that wrote the key,
+    as :func:`metamask.config.parse.parse_dataclass` names it. ``written``: the key whose
+    writer to name instead (``...hypergradient.type`` for an error about the estimator: a
+    mapping merged from several files keeps the origin of its first writer)."""
+    return f"{origin_of(source, written or where)}: {where}"
+
+
+def located_estimator(source: str, node: str) -> str:
+    """:func:`located` for node ``node``'s ``hypergradient``, naming the file that set its
+    estimator type (the mapping itself may come from a base that a later file changed)."""
+    key = f"graph.nodes.{node}.hypergradient"
+    return located(source, key, f"{key}.type")

@@ -211,7 +211,10 @@ class TokenMLPMasker(LearnedMasker):
     ) -> None:
         super().__init__(mask_ratio, ratio_bounds, **alive)
         if attention_layers and width % heads:
-            raise ConfigError(f"token_mlp masker: {heads} heads do not divide width {width}")
+            raise ConfigError(
+                f"masker.heads: {heads} attention heads do not divide the token width {width} "
+                "(token_mlp masker)"
+            )
         self.context = nn.Sequential(
             *[
                 Block(width, heads, mlp_ratio=2.0, qkv_bias=False, attn_layer=Attention)

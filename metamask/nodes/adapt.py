@@ -20,7 +20,7 @@ import torch
 
 from metamask.config import NodeSpec
 from metamask.config.origins import origin_of
-from metamask.errors import GraphError
+from metamask.errors import ConfigError, GraphError
 from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
 from metamask.losses import (
     nearby_support,
@@ -209,9 +209,12 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
         f"graph.nodes.{name}.hypergradient",
     )
     mae = ctx.mae()
-    masker = build_masker(
-        options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
-    )
+    try:
+        masker = build_masker(
+            options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
+        )
+    except ConfigError as exc:  # the masker's own check of its options: name the writer
+        raise ctx.option_error(name, "masker", exc) from None
     if isinstance(masker, LearnedMasker):
         masker = masker.to(ctx.device, mae.dtype)
     wiring = ctx.wire(name, spec, data=ctx.bundle.pretrain_set, edge_estimator=False)

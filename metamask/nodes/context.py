@@ -18,12 +18,12 @@ from torch.utils.data import Dataset
 
 from metamask import distributed
 from metamask.config import NodeSpec, OptimizerSpec, RunSpec, parse_dataclass
-from metamask.config.origins import origin_of
+from metamask.config.origins import located, origin_of
 from metamask.data.augment import Augmented
 from metamask.data.augment import active as augmentation_active
 from metamask.data.base import DataBundle
 from metamask.data.bundles import IndexSubset
-from metamask.errors import DataError, GraphError
+from metamask.errors import ConfigError, DataError, GraphError
 from metamask.hypergrad.registry import estimator_options
 from metamask.models.mae import MaskedAutoencoder
 from metamask.models.transformer import compile_in_place
@@ -94,6 +94,16 @@ class BuildContext:
     def options(self, cls: type[T], node: NodeSpec, name: str) -> T:
         """The node's type-specific options, validated against ``cls``."""
         return parse_dataclass(cls, dict(node.options), self.source, f"graph.nodes.{name}")
+
+    def option_error(self, name: str, option: str, exc: ConfigError) -> ConfigError:
+        """``exc``, raised by the owner of node ``name``'s ``option`` (a masker checking its
+        settings) as ``"masker.ratio_bounds: ..."`` or without a key, as a one-line error
+        naming the full key and the file (base or ``--set``) that wrote it."""
+        text = str(exc)
+        key, sep, rest = text.partition(": ")
+        if sep and key.split(".")[0] == option and " " not in key:
+            return ConfigError(f"{located(self.source, f'graph.nodes.{name}.{key}')}: {rest}")
+        return ConfigError(f"{located(self.source, f'graph.nodes.{name}.{option}')}: {text}")
 
     def mae(self) -> MaskedAutoencoder:
         """The run's masked auto-encoder, built once and shared by every node that needs it."""

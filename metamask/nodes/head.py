@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 
 from metamask.config import NodeSpec
+from metamask.config.origins import located
 from metamask.data.labelled_splits import LabelledSplits, split_labelled
 from metamask.errors import GraphError
 from metamask.losses import classification_terms
@@ -87,7 +88,7 @@ class Head(DifferentiableNode):
 @register_node_type("head", HeadOptions, "MLO-MAE level 2: classification head, split A")
 def build_head(ctx: BuildContext, name: str, spec: NodeSpec) -> Head:
     options = ctx.options(HeadOptions, spec, name)
-    where = f"{ctx.source}: graph.nodes.{name}"
+    where = located(ctx.source, f"graph.nodes.{name}")  # the file that wrote the node
     pretrain: MaskedPretraining = only_one(
         ctx.feeders(name),
         MaskedPretraining,

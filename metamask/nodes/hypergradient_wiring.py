@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from metamask.config import GraphSpec
+from metamask.config.origins import located, located_estimator
 from metamask.errors import GraphError
 from metamask.hypergrad.registry import get_estimator
 from metamask.nodes.base import Node
@@ -27,7 +28,8 @@ def check_hypergradient_shapes(
     """
     for upper, lower in silent_u2l_edges(graph):
         raise GraphError(
-            f"{source}: graph.u2l.{upper}: '{upper}' differentiates through '{lower}', but the "
+            f"{located(source, f'graph.u2l.{upper}')}: '{upper}' differentiates through "
+            f"'{lower}', but the "
             f"response of '{lower}' depends on no node that depends on '{upper}' (no path; the "
             f"edge adds zero): remove it, or make '{upper}' an upper of '{lower}' "
             f"(l2u: {{{lower}: [{upper}]}}) if the loss of '{lower}' reads '{upper}'"
@@ -37,7 +39,7 @@ def check_hypergradient_shapes(
         explicit = [low for low in lowers if not nodes[low].hypergradient_in_graph]
         if not explicit or node.hypergradient_in_graph or graph.nodes[name].approximate:
             continue
-        where = f"{source}: graph.nodes.{name}.hypergradient"
+        where = located_estimator(source, name)
         shape = f"nested shape: its loss reads the response of its lower(s) {explicit}"
         estimator = get_estimator(node.estimator)
         if not estimator.nested:
@@ -56,7 +58,7 @@ def check_hypergradient_shapes(
             below = get_estimator(nodes[low].estimator)
             if below.jvp is None:
                 raise GraphError(
-                    f"{source}: graph.nodes.{low}.hypergradient: estimator '{below.name}' on "
+                    f"{located_estimator(source, low)}: estimator '{below.name}' on "
                     f"node '{low}' gives no forward response, which the total Hessian of node "
                     f"'{name}' needs ({shape}); use first_order, cg, implicit_cg, neumann or "
                     f"implicit_neumann on '{low}', or set approximate: true on '{name}'"

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from metamask.config import NodeSpec
+from metamask.config.origins import located, located_estimator
 from metamask.errors import GraphError
 from metamask.hypergrad.paths import summed_path_gradient
 from metamask.hypergrad.registry import get_estimator
@@ -98,7 +99,7 @@ class Mask(Node):
 @register_node_type("mask", MaskOptions, "MLO-MAE level 3: the masker, head loss on split B")
 def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
     options = ctx.options(MaskOptions, spec, name)
-    where = f"{ctx.source}: graph.nodes.{name}"
+    where = located(ctx.source, f"graph.nodes.{name}")  # the file that wrote the node
     pretrain: MaskedPretraining = only_one(
         ctx.lowers(name),
         MaskedPretraining,
@@ -118,15 +119,16 @@ def build_mask(ctx: BuildContext, name: str, spec: NodeSpec) -> Mask:
         raise GraphError(f"{where}: '{pretrain.name}' masks at random; nothing to learn")
     if spec.hypergradient.type != "first_order" or spec.hypergradient.options:
         raise GraphError(
-            f"{where}.hypergradient: mask is the top node; its gradient reaches the masker "
-            f"through the estimators of the nodes below (set hypergradient on '{pretrain.name}' "
-            f"and '{head.name}')"
+            f"{located_estimator(ctx.source, name)}: mask is the top node; its gradient "
+            "reaches the masker through the estimators of the nodes below (set hypergradient "
+            f"on '{pretrain.name}' and '{head.name}')"
         )
     lower_estimator = getattr(pretrain, "estimator", "first_order")
     if get_estimator(lower_estimator).name == "first_order":
         raise GraphError(
-            f"{where}: '{pretrain.name}' uses the first_order estimator, so the masker would "
-            f"get no gradient at all; set graph.nodes.{pretrain.name}.hypergradient (darts, ...)"
+            f"{located_estimator(ctx.source, pretrain.name)}: "
+            f"'{pretrain.name}' uses the first_order estimator, so the masker would get no "
+            f"gradient at all from '{name}'; set an estimator that passes it on (darts, ...)"
         )
     heldout = head.splits.b if isinstance(head, Head) else None
     wiring = ctx.wire(name, spec, masker, heldout)

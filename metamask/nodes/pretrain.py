@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from metamask.config import NodeSpec
-from metamask.errors import GraphError
+from metamask.config.origins import located, origin_of
+from metamask.errors import ConfigError, GraphError
 from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY, get_estimator
 from metamask.losses import probability_weighted_loss
 from metamask.models.mae import MaskedAutoencoder
@@ -94,21 +95,26 @@ class Pretrain(DifferentiableNode):
 @register_node_type("pretrain", PretrainOptions, "MLO-MAE level 1: MAE, masks from a masker")
 def build_pretrain(ctx: BuildContext, name: str, spec: NodeSpec) -> Pretrain:
     options = ctx.options(PretrainOptions, spec, name)
-    where = f"{ctx.source}: graph.nodes.{name}"
+    key = f"graph.nodes.{name}.masker"
     mae = ctx.mae()
-    masker = build_masker(
-        options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
-    )
+    try:
+        masker = build_masker(
+            options.masker, ctx.spec.model.mask_ratio, mae.tokenizer.num_tokens, mae.width
+        )
+    except ConfigError as exc:  # the masker's own check of its options: name the writer
+        raise ctx.option_error(name, "masker", exc) from None
     if not isinstance(masker, LearnedMasker):
         raise GraphError(
-            f"{where}.masker: pretrain learns where to mask (flat_mlp or token_mlp); with random "
-            "masks it would be MAE, which is the reconstruct node alone (type: reconstruct)"
+            f"{origin_of(ctx.source, key + '.type')}: {key}: pretrain learns where to mask "
+            "(flat_mlp or token_mlp); with random masks it would be MAE, which is the "
+            "reconstruct node alone (type: reconstruct)"
         )
     masker = masker.to(ctx.device, mae.dtype)
     if not ctx.uppers(name):
         raise GraphError(
-            f"{where}.masker: a learned masker ({options.masker.type}) needs a mask node above "
-            f"'{name}' to train it (u2l: {{mask: [{name}]}}); for MAE use a reconstruct node"
+            f"{located(ctx.source, key)}: a learned masker ({options.masker.type}) needs a mask "
+            f"node above '{name}' to train it (u2l: {{mask: [{name}]}}); for MAE use a "
+            "reconstruct node"
         )
     wiring = ctx.wire(name, spec, mae, ctx.bundle.pretrain_set)
     return Pretrain(name, mae, masker, wiring)

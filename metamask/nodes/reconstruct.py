@@ -19,7 +19,7 @@ from torch import nn
 
 from metamask import distributed
 from metamask.config import NodeSpec
-from metamask.config.origins import origin_of
+from metamask.config.origins import located, located_estimator, origin_of
 from metamask.errors import GraphError
 from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY
 from metamask.losses import (
@@ -154,7 +154,7 @@ class Reconstruct(Node):
 )
 def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstruct:
     options = ctx.options(ReconstructOptions, spec, name)
-    where = f"{ctx.source}: graph.nodes.{name}"
+    where = located(ctx.source, f"graph.nodes.{name}")  # the file that wrote the node
     lowers = ctx.lowers(name)
     inners = [node for node in lowers if isinstance(node, Adapt)]
     if len(inners) > 1 or len(inners) != len(lowers):
@@ -167,8 +167,8 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
     uppers = ctx.uppers(name)
     if not uppers and (spec.hypergradient.type != "first_order" or spec.hypergradient.options):
         raise GraphError(
-            f"{where}.hypergradient: reconstruct is the top node; it has no upper to "
-            "pass gradients to (set the estimator on the adapt node)"
+            f"{located_estimator(ctx.source, name)}: reconstruct is the "
+            "top node; it has no upper to pass gradients to (set the estimator on the adapt node)"
         )
     if learned and not uppers:
         raise GraphError(
@@ -184,7 +184,10 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
         options.reg_weight if options.reg_weight is not None else (0.1 if inner else 0.0)
     )
     if inner is None and reg_weight > 0:
-        raise GraphError(f"{where}.reg_weight: the contrastive term needs an adapt node below")
+        raise GraphError(
+            f"{located(ctx.source, f'graph.nodes.{name}.reg_weight')}: the contrastive term "
+            "needs an adapt node below"
+        )
     batch, examples = ctx.spec.data.batch_size, len(ctx.bundle.pretrain_set)  # type: ignore[arg-type]
     last = 0 if ctx.spec.data.drop_last else examples % batch  # the size of a short last batch
     if reg_weight > 0 and (batch < 2 or last == 1):  # BatchNorm and InfoNCE need two examples

@@ -3,7 +3,7 @@
 For each example: the input, the input with the masked tokens hidden, and the reconstruction
 (the prediction at the masked tokens, the input where the encoder saw it). Images are three
 pictures per row; 1-D signals one plot per example (up to three channels, masked spans
-shaded); token sequences three rows of token ids per example (input, masked, predicted),
+shaded; the x axis is the time step, or the feature (column) for tabular rows); token sequences three rows of token ids per example (input, masked, predicted),
 with the predicted ids' accuracy at the masked positions in the title.
 
 The masks come from a private generator seeded with ``seed`` (the same masks every time,
@@ -147,9 +147,15 @@ def _signals(
             ax.plot(t, recon, color=colour, lw=1.2, ls="--", label=label)
         ax.set_ylabel(f"example {i}\nvalue")
         ax.set_xlim(-0.5, length - 0.5)
-    axes[-1, 0].set_xlabel("time step (grey: masked tokens; thick: what the encoder saw)")
+    axis = "feature (column)" if tabular(mae) else "time step"
+    axes[-1, 0].set_xlabel(f"{axis} (grey: masked tokens; thick: what the encoder saw)")
     figure.legend(fontsize=7, ncol=3, loc="outside lower center")
     return figure
+
+
+def tabular(mae: MaskedAutoencoder) -> bool:
+    """Whether the 1-D inputs are table rows (each position a feature, not a time step)."""
+    return mae.info.domain == "tabular"
 
 
 def _tokens(mask: torch.Tensor, pred: torch.Tensor, target: torch.Tensor) -> Figure:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -76,3 +77,23 @@ def test_pictures_draw_nothing_at_random_and_leave_the_model_as_it_was(
     assert [p.name for p in first] == names
     for a, b in zip(first, again, strict=True):  # the same examples and masks every time
         assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
+
+
+@pytest.mark.parametrize(("domain", "axis"), [("tabular", "feature (column)"), ("", "time step")])
+def test_reconstructions_of_table_rows_label_features_not_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, domain: str, axis: str
+) -> None:
+    """A tabular dataset's 1-D rows are columns: the x axis says feature, not time step."""
+    from helpers import TINY_INFOS
+
+    from metamask.models.mae import MaskedAutoencoder
+    from metamask.pictures import reconstructions
+
+    info = dataclasses.replace(TINY_INFOS["signal1d"], domain=domain)
+    mae = MaskedAutoencoder(info, tiny_spec().model)
+    drawn = []
+    monkeypatch.setattr(reconstructions, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    x = torch.randn(2, *info.input_shape)
+    reconstructions.reconstruction_picture(mae, x, tmp_path / "r.png")
+    label = drawn[0].axes[-1].get_xlabel()
+    assert label.startswith(f"{axis} (grey: masked tokens"), label
