@@ -3,8 +3,9 @@
 For each example: the input, the input with the masked tokens hidden, and the reconstruction
 (the prediction at the masked tokens, the input where the encoder saw it). Images are three
 pictures per row; 1-D signals one plot per example (up to three channels, masked spans
-shaded; the x axis is the time step, or the feature (column) for tabular rows); token sequences three rows of token ids per example (input, masked, predicted),
-with the predicted ids' accuracy at the masked positions in the title.
+shaded; the x axis is the time step, or the feature (column) for tabular rows); token
+sequences three rows of token ids per example (input, masked, predicted), with the predicted
+ids' accuracy at the masked positions in the title.
 
 The masks come from a private generator seeded with ``seed`` (the same masks every time,
 nothing drawn from the global generators), and the model runs in eval mode without
