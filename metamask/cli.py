@@ -107,6 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", default=None, help="folder of real DABS data")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    compare = sub.add_parser(
+        "compare",
+        help="specs x --vary values x seeds, side by side and resumable, with paired intervals",
+    )
+    compare.add_argument("specs", type=Path, nargs="+", metavar="SPEC", help="YAML spec files")
+    compare.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="an arm per value of KEY for every spec (repeatable: every combination)",
+    )
+    compare.add_argument("--seeds", type=int, nargs="+", required=True, help="e.g. 0 1 2")
+    _add_overrides(compare)
+    compare.add_argument(
+        "--jobs", type=int, default=1, help="runs side by side, the cores split between them"
+    )
+    compare.add_argument(
+        "--baseline",
+        default=None,
+        metavar="ARM",
+        help="the arm the others are paired with "
+        "(default the first: the first SPEC's file name, with its --vary values)",
+    )
+    compare.add_argument("--out", type=Path, required=True, help="folder of the comparison")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+
     datasets = sub.add_parser("datasets", help="list datasets and whether they load here")
     datasets.add_argument("--data-root", default=None, help="folder of real DABS data")
     for command in sub.choices.values():  # `--debug` after the command too, e.g. `run X --debug`
@@ -149,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_show(args, console)
         if args.command == "eval":
             return cmd_eval(args, console)
+        if args.command == "compare":
+            return cmd_compare(args, console)
         return cmd_datasets(args, console)
     except MetamaskError as exc:
         if args.debug:
@@ -268,6 +297,36 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     row = results_row(results)
     title = f"evaluation {len(results['evaluations'])} ({args.run_dir}/results.json)"
     print_table(results_table([row], title, row.keys()), console)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    """``metamask compare``: every spec x --vary value x seed, then the table (docs/compare.md)."""
+    for spec in args.specs:
+        _require_spec_file(spec)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: expected an integer >= 1")
+    import shlex
+
+    from metamask.experiments.compare import compare, show
+    from metamask.experiments.planning import Vary, arms_of
+
+    varies = [Vary.parse(text) for text in args.vary]
+    _check_run_folder(args.out)
+    command = shlex.join(["metamask", *sys.argv[1:]]) if sys.argv[1:] else "metamask compare"
+    result = compare(
+        arms_of(args.specs, varies),
+        args.seeds,
+        args.out,
+        common=args.overrides,
+        jobs=args.jobs,
+        baseline=args.baseline,
+        progress=not args.quiet,
+        console=console,
+        command=command,
+    )
+    show(result, console)
+    console.print(f"written: {args.out}/table.json, table.md, compare.png", highlight=False)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""What the experiment scripts in ``examples/`` share: finished runs read back, and seed statistics.
+"""Finished runs read back by their resolved spec; a run that is not finished is trained, or
+resumed from its folder's checkpoint.
 
-An experiment is many runs (method x setting x seed), each in its own folder; a script that is
+An experiment is many runs (method x setting x seed), each in its own folder; one that is
 stopped and started again must train only what is missing. A run counts as finished when its
 folder's ``results.json`` was written from the very spec asked for now (same resolved spec,
 compared in its JSON form), so a changed budget or setting trains again instead of silently
@@ -9,15 +10,14 @@ reusing an old number.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import statistics
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from metamask.checkpoint import atomic_write, json_default
+from metamask.checkpoint import json_default
 from metamask.config import RunSpec, spec_to_dict
 from metamask.run import run_spec
 
@@ -25,6 +25,13 @@ from metamask.run import run_spec
 def spec_as_json(spec: RunSpec) -> Any:
     """``spec`` as results.json stores it (tuples as lists, paths as strings)."""
     return json.loads(json.dumps(spec_to_dict(spec), default=json_default))
+
+
+def spec_digest(spec: RunSpec) -> str:
+    """16 hex digits of the resolved spec (every default written out): the same spec is the
+    same run, whichever file, base or override wrote it."""
+    text = json.dumps(spec_to_dict(spec), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def finished_results(folder: Path, spec: RunSpec, name: str = "results.json") -> Any | None:
@@ -37,17 +44,6 @@ def finished_results(folder: Path, spec: RunSpec, name: str = "results.json") ->
         return None
     same = isinstance(results, dict) and results.get("spec") == spec_as_json(spec)
     return results if same else None
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation over seeds (std 0.0 for a single seed)."""
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.fmean(values), std
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a table (markdown) atomically: a stopped script never leaves half a file."""
-    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def finished_or_run(

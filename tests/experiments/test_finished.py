@@ -1,4 +1,4 @@
-"""metamask.experiments: a finished run is read back only for the very spec asked for."""
+"""metamask.experiments.finished: a finished run is read back only for the very spec asked for."""
 
 from __future__ import annotations
 
