@@ -36,7 +36,9 @@ linear probe's test accuracy, budget, wall time; each method x budget's mean ± 
 one panel per budget, informative tokens outlined), ``concentration.png`` (auroc and the masked
 shares against the budget, each seed a dot) and ``runs/`` (each run's folder: results.json,
 metrics.jsonl with the masker's diversity, masks.png, mask_diversity.png). Finished runs are
-read back, not trained again, when the command is rerun.
+read back, not trained again, when the command is rerun. Planning and running (``--jobs``
+side by side) are :mod:`metamask.experiments`' (as ``metamask compare``); the measures, table
+and pictures are this experiment's own.
 """
 
 from __future__ import annotations
@@ -56,10 +58,15 @@ from matplotlib.patches import Rectangle
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.config import RunSpec, load_spec
+from metamask.config import RunSpec
 from metamask.data.embedded.controlled import informative_map
 from metamask.errors import MetamaskError
-from metamask.experiments import finished_results, mean_std, spec_as_json, write_text
+from metamask.experiments import finished_results, spec_as_json
+from metamask.experiments.planning import Arm, Planned
+from metamask.experiments.planning import plan as plan_runs
+from metamask.experiments.running import carry_out
+from metamask.experiments.stats import mean_std
+from metamask.experiments.tables import write_text
 from metamask.mask_diversity import masking_source, probabilities_and_masks
 from metamask.pictures.figures import save_figure
 from metamask.run import run_spec
@@ -95,22 +102,36 @@ def concentration(prob: np.ndarray, mask: np.ndarray, informative: np.ndarray) -
     }
 
 
-def spec_for(method: str, budget: int, seed: int, args: argparse.Namespace) -> RunSpec:
-    overrides = [f"seed={seed}", f"train.steps={budget}", f"train.threads={args.threads}"]
-    if args.quick:
-        overrides += QUICK
-    return load_spec(PROBLEMS / METHODS[method], [*overrides, *args.overrides])
+def folder(out: Path, arm: Arm, seed: int, spec: RunSpec) -> Path:
+    """``OUT/runs/<method>-<budget>steps-seed<N>``."""
+    method, budget = arm.label.split("/")
+    return out / "runs" / f"{method}-{budget}steps-seed{seed}"
 
 
-def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> dict[str, Any]:
-    """Train and probe ``spec`` into ``out``, then measure its masker on the test split; a
-    finished run of the same spec is read back instead."""
+def plan(args: argparse.Namespace) -> list[Planned]:
+    """Every method x budget x seed, as a comparison's plan (each spec validated before
+    anything is trained), in the order method, budget, seed."""
+    common = [f"train.threads={args.threads}", *(QUICK if args.quick else []), *args.overrides]
+    arms = [
+        Arm(f"{method}/{budget}", PROBLEMS / METHODS[method], (f"train.steps={budget}",))
+        for method in args.methods
+        for budget in args.budgets
+    ]
+    runs = plan_runs(arms, args.seeds, args.out, common, args.jobs, folder=folder)
+    order = {arm.label: i for i, arm in enumerate(arms)}
+    return sorted(runs, key=lambda r: (order[r.arm.label], args.seeds.index(r.seed)))
+
+
+def measured(run: Planned, progress: bool, console: Console) -> tuple[dict[str, Any], bool]:
+    """Train and probe ``run`` into its folder, then measure its masker on the test split;
+    a finished run of the same spec (its concentration.json) is read back instead."""
+    spec, out = run.spec, run.folder
     done = out / "concentration.json"
     finished = finished_results(out, spec, done.name)
     if finished is not None:
-        return dict(finished)
+        return dict(finished), True
     started = time.perf_counter()
-    result = run_spec(spec, out, source=str(out), progress=not quiet, console=console)
+    result = run_spec(spec, out, source=str(out), progress=progress, console=console)
     wall = time.perf_counter() - started
     source = masking_source(result.graph)
     assert source is not None, f"{spec.name}: no learned masker"
@@ -132,7 +153,7 @@ def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> dict[str
         "mean_map": prob.numpy().mean(axis=0).tolist(),
     }
     write_json(done, row)
-    return row
+    return row, False
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -278,6 +299,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budgets", type=int, nargs="+", default=None, help="train.steps")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="tiny model, 4 steps, seed 0")
@@ -299,27 +321,22 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     command = shlex.join(["python", "examples/controlled_masking.py", *(argv or sys.argv[1:])])
     try:  # every spec first: a bad --set stops before anything is trained
-        plan = [
-            (method, budget, seed, spec_for(method, budget, seed, args))
-            for method in args.methods
-            for budget in args.budgets
-            for seed in args.seeds
-        ]
+        runs = plan(args)
+        rows: list[dict[str, Any]] = [{} for _ in runs]
+        for i, item in carry_out(runs, args.jobs, not args.quiet, console, measured):
+            row = item.results
+            rows[i] = {"method": item.run.arm.label.split("/")[0]} | {
+                k: v for k, v in row.items() if k != "spec"
+            }
+            console.print(
+                f"  auroc {row['auroc']:.3f}  ratio {row['ratio']:.3f}  masked informative "
+                f"{row['masked_informative']:.3f} / noise {row['masked_noise']:.3f}  "
+                f"wall {row['wall_seconds']:.1f} s",
+                highlight=False,
+            )
     except MetamaskError as exc:
         console.print(f"controlled_masking: {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    rows = []
-    for method, budget, seed, spec in plan:
-        out = args.out / "runs" / f"{method}-{budget}steps-seed{seed}"
-        console.print(f"[bold]{spec.name}[/] {budget} steps, seed {seed} -> {out}")
-        row = run_one(spec, out, console, args.quiet)
-        rows.append({"method": method, **{k: v for k, v in row.items() if k != "spec"}})
-        console.print(
-            f"  auroc {row['auroc']:.3f}  ratio {row['ratio']:.3f}  masked informative "
-            f"{row['masked_informative']:.3f} / noise {row['masked_noise']:.3f}  "
-            f"wall {row['wall_seconds']:.1f} s",
-            highlight=False,
-        )
     cells = summarise(rows)
     write_json(args.out / "table.json", {"command": command, "cells": cells, "runs": rows})
     text = markdown(cells, command)

@@ -27,21 +27,19 @@ Writes under ``--out`` (default ``results/metamae_ablations``; ``--quick``:
 ``results/metamae_ablations-quick``): ``table.json`` (every run: ablation, dataset, setting,
 seed, steps, probe metric, final losses, wall seconds), ``table.md`` (mean ± std per setting),
 ``<ablation>.png`` (metric against setting, error bars over seeds, MAE's level as a line) and
-``runs/`` (each run's folder). Rerun the same command to continue after a stop: runs whose
-result is in ``table.json`` are skipped (a run is identified by its resolved spec, so one that
-two ablations share is trained once), and a run stopped by Ctrl-C or SIGTERM resumes from
-its checkpoint.
+``runs/`` (each run's folder). Rerun the same command to continue after a stop: finished runs
+are read back (a run is identified by its resolved spec, so one that two ablations share is
+trained once), and a run stopped by Ctrl-C or SIGTERM resumes from its checkpoint. Planning,
+reading back and resuming are :mod:`metamask.experiments`' (as ``metamask compare``); the
+ablations, their table and plots are this script's own.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import shlex
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +49,14 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.config import RunSpec, load_spec, spec_to_dict
-from metamask.errors import MetamaskError, OutputError
-from metamask.experiments import finished_or_run, mean_std, write_text
+from metamask.config import RunSpec
+from metamask.errors import MetamaskError
+from metamask.experiments import spec_digest
+from metamask.experiments.planning import Arm, Planned
+from metamask.experiments.planning import plan as plan_runs
+from metamask.experiments.running import Finished, carry_out
+from metamask.experiments.stats import mean_std
+from metamask.experiments.tables import write_text
 from metamask.pictures.figures import save_figure
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
@@ -138,68 +141,61 @@ ABLATIONS: dict[str, Ablation] = {
 
 
 @dataclass(frozen=True)
-class Planned:
-    """One run of the plan: an ablation's setting at a seed, as a resolved spec."""
+class Point:
+    """One run of the plan: an ablation's setting at a seed, as a comparison's planned run."""
 
     ablation: Ablation
     setting: Setting
-    seed: int
-    spec: RunSpec
-    source: Path
-    run_id: str  # a digest of the resolved spec: the same spec is the same run
+    run: Planned
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    @property
+    def spec(self) -> RunSpec:
+        return self.run.spec
+
+    @property
+    def run_id(self) -> str:
+        """A digest of the resolved spec: the same spec is the same run, in any ablation."""
+        return spec_digest(self.run.spec)
 
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.ablation.name, self.setting.label, self.seed)
 
 
-def run_id(spec: RunSpec) -> str:
-    """A digest of ``spec`` as resolved (every default written out)."""
-    text = json.dumps(spec_to_dict(spec), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def folder(out: Path, arm: Arm, seed: int, spec: RunSpec) -> Path:
+    """``OUT/runs/<ablation>/<setting>-seed<N>-<digest, 8 digits>``."""
+    ablation, label = arm.label.split("/", 1)
+    slug = label.replace(" ", "-")
+    return out / "runs" / ablation / f"{slug}-seed{seed}-{spec_digest(spec)[:8]}"
 
 
 def plan(
-    ablations: Sequence[Ablation], seeds: Sequence[int], steps: int, extra: Sequence[str]
-) -> list[Planned]:
-    """Every run of ``ablations`` at ``seeds``: the spec file, then the setting's overrides,
-    then ``extra`` (``--set``; ``--quick``), then the budget and the seed."""
-    runs = []
-    for ablation in ablations:
-        for setting in ablation.settings:
-            source = PROBLEMS / f"{setting.method}-{ablation.dataset}.yaml"
-            for seed in seeds:
-                overrides = [*setting.overrides, *extra, f"train.steps={steps}", f"seed={seed}"]
-                spec = load_spec(source, overrides)
-                runs.append(Planned(ablation, setting, seed, spec, source, run_id(spec)))
-    return runs
+    ablations: Sequence[Ablation],
+    seeds: Sequence[int],
+    steps: int,
+    extra: Sequence[str],
+    out: Path = Path("results/metamae_ablations"),
+) -> list[Point]:
+    """Every run of ``ablations`` at ``seeds``, ablation by ablation: the spec file, ``extra``
+    (``--set``; ``--quick``), the budget, the setting's overrides, then the seed."""
+    settings = {f"{a.name}/{s.label}": (a, s) for a in ablations for s in a.settings}
+    arms = [
+        Arm(label, PROBLEMS / f"{s.method}-{a.dataset}.yaml", s.overrides)
+        for label, (a, s) in settings.items()
+    ]
+    runs = plan_runs(arms, seeds, out, [*extra, f"train.steps={steps}"], folder=folder)
+    points = [Point(*settings[r.arm.label], r) for r in runs]
+    order = {label: i for i, label in enumerate(settings)}
+    return sorted(points, key=lambda p: (order[p.run.arm.label], list(seeds).index(p.seed)))
 
 
-def read_table(path: Path) -> list[dict[str, Any]]:
-    """The runs already in ``table.json``; none when it does not exist."""
-    if not path.is_file():
-        return []
-    try:
-        rows = json.loads(path.read_text()).get("runs")
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise OutputError(
-            f"{path}: expected the JSON this script writes ({{'runs': [...]}}), could not read "
-            f"it ({exc}); move it away to start afresh"
-        ) from exc
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and "run" in r for r in rows):
-        raise OutputError(f"{path}: 'runs' is not a list of this script's rows")
-    return rows
-
-
-def run_folder(out: Path, p: Planned) -> Path:
-    slug = p.setting.label.replace(" ", "-")
-    return out / "runs" / p.ablation.name / f"{slug}-seed{p.seed}-{p.run_id[:8]}"
-
-
-def train_one(p: Planned, folder: Path, progress: bool, console: Console) -> dict[str, Any]:
-    """Train and probe one planned run in ``folder`` (resuming its checkpoint); its row."""
-    started = time.perf_counter()
-    results, _ = finished_or_run(p.spec, folder, str(p.source), progress, console)
+def row_of(p: Point, item: Finished) -> dict[str, Any]:
+    """The table's row of ``p``, from the run that carried it out (maybe another setting's)."""
+    results = item.results
     train = results["train"]
     return {
         "ablation": p.ablation.name,
@@ -216,15 +212,15 @@ def train_one(p: Planned, folder: Path, progress: bool, console: Console) -> dic
         "final": train["final"],  # each node's last logged loss terms
         # this call's wall time (data, build, training, probe, pictures); a resumed run's
         # earlier legs are in train_seconds
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": item.wall_seconds,
         "train_seconds": train["seconds"],
         "seconds_per_step": train["seconds_per_step"],
         "probe_seconds": results.get("probe_seconds"),
-        "folder": str(folder),
+        "folder": str(item.run.folder),
     }
 
 
-def summarize(runs: list[Planned], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(runs: list[Point], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean ± std over seeds per ablation and setting, of the planned runs with a row in the
     table (an ablation none of whose runs was asked for is left out, even where another one
     shares its runs)."""
@@ -347,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
     args = parser.parse_args(argv)
     console = Console()
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
@@ -359,35 +356,21 @@ def main(argv: list[str] | None = None) -> int:
     extra = [*(QUICK if args.quick else []), *args.overrides]
     command = shlex.join(["python", "examples/metamae_ablations.py", *(argv or sys.argv[1:])])
     try:
-        everything = plan(list(ABLATIONS.values()), seeds, steps, extra)  # the summary's runs
+        everything = plan(list(ABLATIONS.values()), seeds, steps, extra, out)  # the summary's
         wanted = [p for p in everything if args.only in (None, p.ablation.name)]
-        table = out / "table.json"
-        rows = read_table(table)
-        by_run = {r["run"]: r for r in rows}
-        have = {(r["ablation"], r["setting"], r["seed"], r["run"]) for r in rows}
-        for i, p in enumerate(wanted, 1):
-            if (*p.key, p.run_id) in have:
-                continue
-            if p.run_id in by_run:  # the same spec in another ablation (MAE, defaults)
-                first = by_run[p.run_id]
-                row = {**first, "ablation": p.ablation.name, "setting": p.setting.label}
-                row["shared_with"] = f"{first['ablation']}/{first['setting']}"
-                console.print(
-                    f"[{i}/{len(wanted)}] {'/'.join(map(str, p.key))}: {row['shared_with']}'s run"
-                )
-            else:
-                console.print(
-                    f"[bold][{i}/{len(wanted)}] {p.ablation.name}[/] {p.setting.label} on "
-                    f"{p.ablation.dataset}, seed {p.seed}: {steps} steps"
-                )
-                row = train_one(p, run_folder(out, p), not args.quiet, console)
-                console.print(
-                    f"  test {row['metric']} {row['test']:.4f}, {row['wall_seconds']:.1f} s"
-                )
-                by_run[p.run_id] = row
+        unique: dict[str, Planned] = {}
+        for p in wanted:  # a spec two settings share is trained once, in the first's folder
+            unique.setdefault(p.run_id, p.run)
+        carried = carry_out(list(unique.values()), args.jobs, not args.quiet, console)
+        done = {spec_digest(item.run.spec): item for _, item in carried}
+        rows = []
+        for p in wanted:
+            row = row_of(p, done[p.run_id])
+            if done[p.run_id].run is not p.run:
+                first = next(q for q in wanted if q.run is done[p.run_id].run)
+                row["shared_with"] = f"{first.ablation.name}/{first.setting.label}"
             rows.append(row)
-            have.add((*p.key, p.run_id))
-            write_json(table, {"runs": rows})  # after every run: a restart skips it
+        table = out / "table.json"
         if not wanted:
             return 0
         summary = summarize(everything, rows)

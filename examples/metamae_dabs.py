@@ -1,16 +1,18 @@
-"""MAE vs MetaMAE, same seed and budget, compared by linear probing.
+"""MAE vs MetaMAE, same seeds and budget, compared by linear probing (on `metamask compare`).
 
     python examples/metamae_dabs.py                       # BasicMotions (embedded), seed 0
     python examples/metamae_dabs.py --dataset digits --seeds 0 1 2
-    python examples/metamae_dabs.py --dataset all --seeds 0 1 2
+    python examples/metamae_dabs.py --dataset all --seeds 0 1 2 --jobs 2
     python examples/metamae_dabs.py --dataset pamap2 --data-root /data/dabs --device cuda
-    python examples/metamae_dabs.py --dataset all --methods mae metamae metamae+mask --reuse
+    python examples/metamae_dabs.py --dataset all --methods mae metamae metamae+mask
 
 A method runs ``problems/<method>-<dataset>.yaml``; ``mae`` and ``metamae`` differ only in
-their graph. Prints a table (dataset, method, metric, seconds per step) and writes it as JSON
-(``--out``). ``--reuse`` reads a run folder's results.json instead of training again when its
-spec is the one asked for, and resumes a run folder that holds only a checkpoint (a table
-stopped with Ctrl-C or SIGTERM goes on where it stopped).
+their graph. Each dataset is one comparison of :mod:`metamask.experiments` (the methods are
+its arms, MAE the baseline): finished runs are read back by their resolved spec, a run stopped
+with Ctrl-C or SIGTERM resumes from its checkpoint, ``--jobs`` trains side by side. Prints a
+table (dataset, method, metric, seconds per step) and each method − the first one, paired by
+seed with its 95% t interval, and writes both as JSON (``--out``/results.json). The runs lie in
+``OUT/<dataset>/<method>/seed<N>``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from pathlib import Path
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.config import load_spec
+from metamask.config import RunSpec
 from metamask.data.registry import all_datasets
-from metamask.errors import MetamaskError, OutputError
-from metamask.experiments import finished_results, mean_std
+from metamask.errors import MetamaskError
+from metamask.experiments.compare import compare
+from metamask.experiments.planning import Arm
+from metamask.experiments.running import Finished
+from metamask.experiments.stats import mean_std
 from metamask.report import results_table
-from metamask.run import run_spec
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 METHODS = ("mae", "metamae")
@@ -48,6 +52,11 @@ def datasets_with_specs(methods: tuple[str, ...] = METHODS) -> list[str]:
     return names
 
 
+def folder(out: Path, arm: Arm, seed: int, spec: RunSpec) -> Path:
+    """``OUT/<dataset>/<method>/seed<N>`` (the arm is labelled ``<method>``)."""
+    return out / spec.data.dataset / arm.label / f"seed{seed}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="folder of real DABS data")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=Path("runs/metamae_dabs"))
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--methods", nargs="+", default=list(METHODS), help="spec prefixes: problems/<method>-*"
     )
     parser.add_argument(
-        "--reuse", action="store_true", help="keep finished runs whose spec is unchanged"
+        "--reuse", action="store_true", help="(always on: finished runs are read back)"
     )
     args = parser.parse_args(argv)
     console = Console()
@@ -81,48 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_root:
         overrides.append(f"data.data_root={args.data_root}")
 
-    runs = []
+    runs, comparisons = [], []
     try:
         for dataset in datasets:
-            for seed in args.seeds:
-                for method in methods:  # interleaved: all methods see the same machine state
-                    path = spec_path(method, dataset)
-                    if not path.is_file():
-                        raise MetamaskError(f"{path}: no spec for {method} on {dataset}")
-                    spec = load_spec(path, [*overrides, f"seed={seed}"])
-                    console.print(
-                        f"[bold]{dataset}[/] {method} seed {seed}: {spec.train.steps} steps"
-                    )
-                    out = args.out / dataset / method / f"seed{seed}"
-                    r = finished_results(out, spec) if args.reuse else None
-                    held = (out / "checkpoint.pt").is_file()
-                    if r is None and held and not args.reuse:
-                        raise OutputError(
-                            f"{out} already holds a run (its checkpoint.pt); keep it with "
-                            "--reuse, or choose another --out"
-                        )
-                    if r is None:
-                        resume = out if held else None
-                        if resume is not None:
-                            console.print(f"  resuming from {out / 'checkpoint.pt'}")
-                        result = run_spec(
-                            spec, out, source=str(path), progress=not args.quiet, resume=resume
-                        )
-                        r = result.results
-                    else:
-                        console.print(f"  reused {out / 'results.json'}")
-                    runs.append(
-                        {
-                            "dataset": dataset,
-                            "method": method,
-                            "seed": seed,
-                            "metric": r["metric"],
-                            "test": r["test"],
-                            "val": r["val"],
-                            "seconds_per_step": r["train"]["seconds_per_step"],
-                            "steps": r["train"]["steps"],
-                        }
-                    )
+            for method in methods:
+                if not spec_path(method, dataset).is_file():
+                    raise MetamaskError(f"{spec_path(method, dataset)}: no spec for {method}")
+            console.print(f"[bold]{dataset}[/]: {', '.join(methods)}, seeds {args.seeds}")
+            arms = [Arm(m, spec_path(m, dataset)) for m in methods]
+            result = compare(arms, args.seeds, args.out, overrides, jobs=args.jobs,
+                             progress=not args.quiet, console=console, folder=folder,
+                             write=False)  # fmt: skip
+            runs += [_row(dataset, item) for item in result.finished]
+            comparisons += [{"dataset": dataset, **c} for c in result.table["comparisons"]]
     except MetamaskError as exc:
         Console(stderr=True).print(f"[bold red]metamae_dabs: error:[/] {exc}", highlight=False)
         return exc.exit_code  # 2 bad input, 3 non-finite, 130 / 143 interrupted
@@ -135,9 +116,26 @@ def main(argv: list[str] | None = None) -> int:
             ["dataset", "method", "metric", "test", "seconds_per_step", "ratio_vs_mae"],
         )
     )
-    write_json(args.out / "results.json", {"seeds": args.seeds, "summary": rows, "runs": runs})
+    for c in comparisons:
+        console.print(f"{c['dataset']}: {c['sentence']}", highlight=False, soft_wrap=True)
+    summary = {"seeds": args.seeds, "summary": rows, "comparisons": comparisons, "runs": runs}
+    write_json(args.out / "results.json", summary)
     console.print(f"written: {args.out / 'results.json'}")
     return 0
+
+
+def _row(dataset: str, item: Finished) -> dict:
+    r = item.results
+    return {
+        "dataset": dataset,
+        "method": item.run.arm.label,
+        "seed": item.run.seed,
+        "metric": r["metric"],
+        "test": r["test"],
+        "val": r["val"],
+        "seconds_per_step": r["train"]["seconds_per_step"],
+        "steps": r["train"]["steps"],
+    }
 
 
 def summarize(runs: list[dict], methods: tuple[str, ...] = METHODS) -> list[dict]:

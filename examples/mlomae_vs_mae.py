@@ -24,7 +24,9 @@ for every run:
 Each run is evaluated by the spec's linear probe and full fine-tuning (both selected on
 validation, test reported once). Runs use one CPU thread unless ``--threads`` says otherwise;
 ``--jobs N`` trains N runs side by side, each in its own process (the results do not depend on
-it: each run is seeded by its spec alone).
+it: each run is seeded by its spec alone). Planning, reading back, resuming and running side by
+side are :mod:`metamask.experiments`' (as ``metamask compare``); the cells, gaps, table and
+plot are this experiment's own.
 
 Writes under ``--out`` (default ``results/mlomae_vs_mae``; ``--quick``:
 ``results/mlomae_vs_mae-quick``): ``table.json`` (every run's row: scores, budget, wall time;
@@ -38,15 +40,10 @@ run stopped by Ctrl-C or SIGTERM resumes from its checkpoint.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import multiprocessing
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +51,13 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.config import RunSpec, load_spec, spec_to_dict
+from metamask.config import RunSpec, spec_to_dict
 from metamask.errors import MetamaskError
-from metamask.experiments import finished_or_run, mean_std, write_text
+from metamask.experiments import spec_digest
+from metamask.experiments.planning import Arm, Planned
+from metamask.experiments.planning import plan as plan_runs
+from metamask.experiments.running import Finished, carry_out
+from metamask.experiments.tables import stat, write_text
 from metamask.pictures.figures import save_figure
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
@@ -78,25 +79,16 @@ def spec_file(dataset: str, condition: str, method: str) -> Path:
     return PROBLEMS / f"{name}{'-aug' if condition == 'aug' else ''}.yaml"
 
 
-@dataclass(frozen=True)
-class Planned:
-    """One run: a cell (dataset, condition, method) at a seed, as a resolved spec."""
+def cell_of(run: Planned) -> tuple[str, str, str]:
+    """(dataset, condition, method) of a planned run: its arm's label ``d/c/m``."""
+    dataset, condition, method = run.arm.label.split("/")
+    return dataset, condition, method
 
-    dataset: str
-    condition: str
-    method: str
-    seed: int
-    spec: RunSpec
-    source: Path
 
-    @property
-    def run_id(self) -> str:
-        """A digest of the resolved spec: the same spec is the same run."""
-        text = json.dumps(spec_to_dict(self.spec), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def folder(self, out: Path) -> Path:
-        return out / "runs" / self.dataset / self.condition / f"{self.method}-seed{self.seed}"
+def folder(out: Path, arm: Arm, seed: int, spec: RunSpec) -> Path:
+    """``OUT/runs/<dataset>/<condition>/<method>-seed<N>``."""
+    dataset, condition, method = arm.label.split("/")
+    return out / "runs" / dataset / condition / f"{method}-seed{seed}"
 
 
 def plan(
@@ -106,35 +98,33 @@ def plan(
     seeds: Sequence[int],
     steps: int,
     extra: Sequence[str],
+    out: Path = Path("results/mlomae_vs_mae"),
+    jobs: int = 1,
 ) -> list[Planned]:
-    """Every run, seed-major within a cell pair (MAE and MLO-MAE of a seed run side by side,
-    so that a stopped experiment has compared pairs): the spec file, then ``extra`` (``--set``,
-    ``--quick``, threads), then the budget and the seed."""
-    runs = []
-    for dataset in datasets:
-        for condition in conditions:
-            for seed in seeds:
-                for method in methods:
-                    source = spec_file(dataset, condition, method)
-                    overrides = [*extra, f"train.steps={steps}", f"seed={seed}"]
-                    spec = load_spec(source, overrides)
-                    runs.append(Planned(dataset, condition, method, seed, spec, source))
-    return runs
+    """Every run as a comparison's plan (:mod:`metamask.experiments.planning`): one arm per
+    dataset x condition x method, seed-major (MAE and MLO-MAE of a seed run side by side);
+    the spec file, then ``extra`` (``--set``, ``--quick``, threads), the budget, the seed."""
+    arms = [
+        Arm(f"{d}/{c}/{m}", spec_file(d, c, m))
+        for d in datasets
+        for c in conditions
+        for m in methods
+    ]
+    return plan_runs(arms, seeds, out, [*extra, f"train.steps={steps}"], jobs, folder=folder)
 
 
-def train_one(p: Planned, out: Path, progress: bool, console: Console) -> dict[str, Any]:
-    """Pretrain, probe and fine-tune one planned run (or read it back when finished); its row."""
-    folder = p.folder(out)
-    started = time.perf_counter()
-    results, reused = finished_or_run(p.spec, folder, str(p.source), progress, console)
+def row_of(item: Finished) -> dict[str, Any]:
+    """One finished run's row of table.json."""
+    p, results = item.run, item.results
+    dataset, condition, method = cell_of(p)
     train, tuned = results["train"], results["finetune"] or {}
     return {
-        "dataset": p.dataset,
-        "condition": p.condition,
-        "method": p.method,
+        "dataset": dataset,
+        "condition": condition,
+        "method": method,
         "seed": p.seed,
-        "spec": str(p.source.relative_to(PROBLEMS.parent)),
-        "run": p.run_id,
+        "spec": str(p.arm.source.relative_to(PROBLEMS.parent)),
+        "run": spec_digest(p.spec),
         "steps": train["steps"],
         "batch_size": p.spec.data.batch_size,
         "augment": spec_to_dict(p.spec)["data"]["augment"],
@@ -145,53 +135,15 @@ def train_one(p: Planned, out: Path, progress: bool, console: Console) -> dict[s
         "finetune_val": tuned.get("val"),
         # this call's wall time (data, build, training, probe, fine-tuning, pictures); a run read
         # back reports the time of reading it, so its training time is in train_seconds
-        "wall_seconds": time.perf_counter() - started,
-        "read_back": reused,
+        "wall_seconds": item.wall_seconds,
+        "read_back": item.read_back,
         "train_seconds": train["seconds"],
         "seconds_per_step": train["seconds_per_step"],
         "probe_seconds": results.get("probe_seconds"),
         "finetune_seconds": tuned.get("seconds"),
         "threads": p.spec.train.threads,
-        "folder": str(folder),
+        "folder": str(p.folder),
     }
-
-
-def _announce(i: int, runs: list[Planned], out: Path, console: Console) -> None:
-    p = runs[i]
-    console.print(
-        f"[bold]{i + 1}/{len(runs)}[/] {p.dataset} {p.condition} {LABELS[p.method]} seed "
-        f"{p.seed} ({p.source.name}, {p.spec.train.steps} steps) -> {p.folder(out)}"
-    )
-
-
-def _train_quietly(p: Planned, out: Path) -> dict[str, Any]:
-    """:func:`train_one` in a worker process: no progress bars (they would interleave)."""
-    return train_one(p, out, False, Console(stderr=True))
-
-
-def finished_rows(
-    runs: list[Planned], out: Path, jobs: int, progress: bool, console: Console
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(plan index, row) of every run as it finishes: one after the other, or ``jobs`` at a
-    time in forked worker processes (each run keeps its own ``train.threads``)."""
-    if jobs == 1:
-        for i, p in enumerate(runs):
-            _announce(i, runs, out, console)
-            yield i, train_one(p, out, progress, console)
-        return
-    context = multiprocessing.get_context("fork")  # the workers inherit the loaded modules
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {}
-        for i, p in enumerate(runs):
-            _announce(i, runs, out, console)
-            futures[pool.submit(_train_quietly, p, out)] = i
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-
-
-def _stats(values: list[float]) -> dict[str, Any]:
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std, "values": values}
 
 
 SCORES = ("finetune_test", "probe_test")
@@ -214,10 +166,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             for score in SCORES:
                 values = [r[score] for r in done if r[score] is not None]
                 if values:
-                    cell[score] = _stats(values)
+                    cell[score] = stat(values)
             cell["steps"] = done[0]["steps"]
-            cell["train_seconds"] = _stats([r["train_seconds"] for r in done])
-            cell["seconds_per_step"] = _stats([r["seconds_per_step"] for r in done])
+            cell["train_seconds"] = stat([r["train_seconds"] for r in done])
+            cell["seconds_per_step"] = stat([r["seconds_per_step"] for r in done])
             cells.append(cell)
         paired = sorted(set(by_method["mae"]) & set(by_method["mlomae"]))
         if paired:
@@ -230,7 +182,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
                     and by_method["mae"][s][score] is not None
                 ]
                 if diffs:
-                    gap[score] = _stats(diffs)
+                    gap[score] = stat(diffs)
             gaps.append(gap)
     return {"cells": cells, "gaps": gaps}
 
@@ -388,11 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "examples/mlomae_vs_mae.py", *(argv or sys.argv[1:])])
     started = time.perf_counter()
     try:
-        runs = plan(args.datasets, args.conditions, args.methods, seeds, steps, extra)
+        runs = plan(args.datasets, args.conditions, args.methods, seeds, steps, extra, out,
+                    args.jobs)  # fmt: skip
         done: dict[int, dict[str, Any]] = {}
         rows: list[dict[str, Any]] = []
-        for i, row in finished_rows(runs, out, args.jobs, not args.quiet, console):
-            done[i] = row
+        for i, item in carry_out(runs, args.jobs, not args.quiet, console):
+            done[i] = row_of(item)
             rows = [done[k] for k in sorted(done)]  # in plan order, whichever finished first
             summary = summarize(rows)
             wall = time.perf_counter() - started

@@ -80,7 +80,11 @@ def test_step_floor_counts_the_flops_of_each_recorded_product() -> None:
         _ = a @ b, torch.bmm(x, y), torch.addmm(bias, a, b), torch.relu(a)
 
     calls = _record_matmuls(step)
-    assert [str(c[0]) for c in calls] == ["aten.mm.default", "aten.bmm.default", "aten.addmm.default"]
+    assert [str(c[0]) for c in calls] == [
+        "aten.mm.default",
+        "aten.bmm.default",
+        "aten.addmm.default",
+    ]
     assert calls[1][1][0].shape == x.shape and calls[1][1][0].stride() == x.stride()
     assert _flops(calls) == 2 * (3 * 4 * 5 + 2 * 6 * 7 * 8 + 3 * 4 * 5)
 

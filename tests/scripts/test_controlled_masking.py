@@ -44,13 +44,16 @@ def test_auroc_and_concentration_on_hand_made_maps(example: Any) -> None:
 
 def test_each_method_runs_its_controlled_spec_at_the_budget_and_seed(example: Any) -> None:
     args = example.parse(["--budgets", "7", "--seeds", "2"])
+    runs = {r.arm.label: r for r in example.plan(args)}
     for method, dataset in (
         ("mlomae", "controlled_patches"),
         ("metamae+mask", "controlled_signal"),
     ):
-        spec = example.spec_for(method, 7, 2, args)
+        run = runs[f"{method}/7"]
+        spec = run.spec
         assert spec.data.dataset == dataset and spec.train.steps == 7 and spec.seed == 2
         assert spec.train.threads == 1 and "mask" in spec.graph.nodes
+        assert run.folder == args.out / "runs" / f"{method}-7steps-seed2"
     assert example.parse([]).budgets == [50, 100, 200] and example.parse([]).seeds == [0, 1, 2]
 
 

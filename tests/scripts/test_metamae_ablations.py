@@ -75,12 +75,3 @@ def test_runs_that_two_ablations_share_are_one_spec(example) -> None:
     assert ids[("nearby", "MAE")] == ids[("parts", "MAE")]
     assert ids[("nearby", "0.5")] != ids[("nearby", "0.1")]
     assert len(set(ids.values())) == len(ids) - 2
-
-
-def test_a_table_that_is_not_the_scripts_is_refused(example, tmp_path: Path, capsys) -> None:
-    (tmp_path / "table.json").write_text("[1, 2]")
-    args = ["--quick", "--only", "parts", "--quiet", "--out", str(tmp_path)]
-    assert example.main(args) == 2
-    err = capsys.readouterr().err
-    assert "table.json" in err and "expected the JSON this script writes" in err
-    assert (tmp_path / "table.json").read_text() == "[1, 2]"

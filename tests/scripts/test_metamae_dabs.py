@@ -1,4 +1,4 @@
-"""examples/metamae_dabs.py, the README's main command: the table, --reuse and resuming."""
+"""examples/metamae_dabs.py: the table, reading finished runs back and resuming."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+from metamask.config import load_spec
+from metamask.experiments import finished_results
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = [
@@ -54,10 +57,8 @@ def test_reuse_resumes_a_run_that_left_only_its_checkpoint(
     assert example.main(args) == 0
     run = tmp_path / "wine" / "mae" / "seed0"
     first = json.loads((run / "results.json").read_text())
-    (run / "results.json").unlink()
-    assert example.main(args) == 2  # without --reuse: the folder holds a run, refused
-    assert "keep it with --reuse" in capsys.readouterr().err
-    assert example.main([*args, "--reuse"]) == 0
+    (run / "results.json").unlink()  # as if stopped after its last step: resumed
+    assert example.main(args) == 0
     again = json.loads((run / "results.json").read_text())
     assert again["train"]["resumed_from"] is not None
     assert again["test"] == first["test"]
@@ -75,9 +76,9 @@ def test_a_changed_spec_is_not_reused(example, tmp_path: Path) -> None:
     results = json.loads(run.read_text()) | {"spec": spec}
     run.write_text(json.dumps(results))
     assert (
-        example.finished_results(
+        finished_results(
             run.parent,
-            example.load_spec(
+            load_spec(
                 ROOT / "problems/mae-wine.yaml",
                 ["model.backbone=tiny", "train.steps=3", "train.threads=1", "eval.probe.epochs=2"],
             ),

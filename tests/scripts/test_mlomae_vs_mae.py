@@ -32,13 +32,15 @@ def test_the_plan_pairs_each_method_with_its_baseline_at_one_budget(example: Any
     assert len(runs) == 2 * 2 * 2 * 2
     assert {r.spec.train.steps for r in runs} == {7}
     for r in runs:
+        dataset, condition, method = example.cell_of(r)
         augment = r.spec.data.augment
-        assert r.spec.data.dataset == r.dataset and r.spec.seed == r.seed
-        assert (augment.crop_pad > 0) == (r.condition == "aug")
-        assert augment.flip == (r.condition == "aug" and r.dataset == "synthetic_wafers")
-        assert ("mask" in r.spec.graph.nodes) == (r.method == "mlomae")
+        assert r.spec.data.dataset == dataset and r.spec.seed == r.seed
+        assert (augment.crop_pad > 0) == (condition == "aug")
+        assert augment.flip == (condition == "aug" and dataset == "synthetic_wafers")
+        assert ("mask" in r.spec.graph.nodes) == (method == "mlomae")
         assert next(iter(r.spec.graph.nodes)) == "pretrain"  # the same loader seed: same batches
-    spec = {(r.dataset, r.condition, r.method, r.seed): r.spec for r in runs}
+        assert r.folder.parts[-4:] == ("runs", dataset, condition, f"{method}-seed{r.seed}")
+    spec = {(*example.cell_of(r), r.seed): r.spec for r in runs}
 
     def differences(a: Any, b: Any) -> set[str]:
         return {f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)}
