@@ -170,11 +170,13 @@ def validate(run: Planned) -> None:
     evaluation data, the augmentation. Errors name the arm's ``--vary`` values when those
     wrote the key."""
     from metamask.compose import check_buildable
+    from metamask.config.imports import import_modules
     from metamask.spec_data import check_augment, check_eval_data
     from metamask.topology import validate_graph
 
     source = str(run.arm.source)
     try:
+        import_modules(run.spec.imports, source)  # a module may register data or estimators
         validate_graph(run.spec.graph, source)
         check_buildable(run.spec, source)
         check_eval_data(run.spec, source)

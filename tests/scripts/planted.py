@@ -3,28 +3,35 @@ concentration.json) whose every number is drawn from the digest of the run's res
 
 The experiment scripts read such a run back as finished (its results.json holds its spec), so
 their tables can be computed in a second and compared with the table the scripts printed
-before they were thinned onto :mod:`metamask.experiments`. A script that now planned another
-spec would read other numbers (or none), and its table would differ.
+before they were thinned onto :mod:`metamask.experiments`. The numbers are drawn from the run's
+folder (relative to the experiment's), name, dataset, seed and budget: a script that placed or
+named a run differently, or mixed up seeds, would read other numbers. (Not from the whole
+resolved spec: a new default in the schema would change every number.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 from typing import Any
 
 from metamask.checkpoint import write_json
 from metamask.config import RunSpec
-from metamask.experiments import spec_as_json, spec_digest
+from metamask.experiments import spec_as_json
 
 
-def _draw(spec: RunSpec) -> random.Random:
-    return random.Random(int(spec_digest(spec), 16))
+def _draw(spec: RunSpec, where: str) -> random.Random:
+    key = f"{where}|{spec.name}|{spec.data.dataset}|{spec.seed}|{spec.train.steps}"
+    return random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16))
 
 
-def plant_results(folder: Path, spec: RunSpec, finetune: bool = False) -> dict[str, Any]:
-    """Write ``folder/results.json`` of a finished run of ``spec``; returns it."""
-    rng = _draw(spec)
+def plant_results(
+    folder: Path, spec: RunSpec, where: str, finetune: bool = False
+) -> dict[str, Any]:
+    """Write ``folder/results.json`` of a finished run of ``spec``; ``where``: the folder
+    relative to the experiment's. Returns it."""
+    rng = _draw(spec, where)
     results = {
         "name": spec.name,
         "seed": spec.seed,
@@ -54,9 +61,9 @@ def plant_results(folder: Path, spec: RunSpec, finetune: bool = False) -> dict[s
     return results
 
 
-def plant_concentration(folder: Path, spec: RunSpec, tokens: int) -> dict[str, Any]:
+def plant_concentration(folder: Path, spec: RunSpec, where: str, tokens: int) -> dict[str, Any]:
     """Write ``folder/concentration.json`` as examples/controlled_masking.py writes it."""
-    rng = _draw(spec)
+    rng = _draw(spec, where)
     row = {
         "spec": spec_as_json(spec),
         "dataset": spec.data.dataset,

@@ -40,6 +40,12 @@ def script(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
         sys.modules.pop(name, None)
 
 
+def _where(folder: Path, out: Path) -> str:
+    """``folder`` relative to the experiment's, with the digest of its spec cut off (the
+    ablations' folder names end in it; the numbers must not depend on the schema's defaults)."""
+    return re.sub(r"-[0-9a-f]{8}$", "", folder.relative_to(out).as_posix())
+
+
 def _refuse_training(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> None:
     import metamask.experiments.finished as finished
 
@@ -72,7 +78,8 @@ def test_metamae_dabs(script: ModuleType, tmp_path: Path, monkeypatch) -> None:
         for method in ("mae", "metamae"):
             path = ROOT / f"problems/{method}-wine.yaml"
             spec = load_spec(path, [*sets, "train.steps=3", f"seed={seed}"])
-            plant_results(tmp_path / "wine" / method / f"seed{seed}", spec)
+            where = f"wine/{method}/seed{seed}"
+            plant_results(tmp_path / where, spec, where)
     _refuse_training(monkeypatch, script)
     args = ["--dataset", "wine", "--seeds", "0", "1", "2", "--steps", "3", "--quiet"]
     args += [x for s in sets for x in ("--set", s)]
@@ -87,7 +94,7 @@ def test_mlomae_vs_mae(script: ModuleType, tmp_path: Path, monkeypatch) -> None:
     runs = script.plan(script.DATASETS, script.CONDITIONS, script.METHODS, [0, 1, 2], 3, extra,
                        tmp_path)  # fmt: skip
     for run in runs:
-        plant_results(run.folder, run.spec, finetune=True)
+        plant_results(run.folder, run.spec, _where(run.folder, tmp_path), finetune=True)
     _refuse_training(monkeypatch, script)
     assert (
         script.main(["--quick", "--seeds", "0", "1", "2", "--quiet", "--out", str(tmp_path)]) == 0
@@ -99,7 +106,7 @@ def test_mlomae_vs_mae(script: ModuleType, tmp_path: Path, monkeypatch) -> None:
 def test_metamae_ablations(script: ModuleType, tmp_path: Path, monkeypatch) -> None:
     points = script.plan(list(script.ABLATIONS.values()), [0, 1, 2], 3, script.QUICK, tmp_path)
     for point in points:
-        plant_results(point.run.folder, point.spec)
+        plant_results(point.run.folder, point.spec, _where(point.run.folder, tmp_path))
     _refuse_training(monkeypatch, script)
     assert (
         script.main(["--quick", "--seeds", "0", "1", "2", "--quiet", "--out", str(tmp_path)]) == 0
@@ -112,7 +119,7 @@ def test_controlled_masking(script: ModuleType, tmp_path: Path, monkeypatch) -> 
     argv = ["--quick", "--seeds", "0", "1", "2", "--budgets", "4", "8"]
     for run in script.plan(script.parse([*argv, "--out", str(tmp_path)])):
         tokens = 64 if run.spec.data.dataset == "controlled_patches" else 16
-        plant_concentration(run.folder, run.spec, tokens)
+        plant_concentration(run.folder, run.spec, _where(run.folder, tmp_path), tokens)
     _refuse_training(monkeypatch, script)
     assert script.main([*argv, "--quiet", "--out", str(tmp_path)]) == 0
     _same(tmp_path / "table.md", "controlled_masking.md", tmp_path)
