@@ -1,7 +1,8 @@
 """The ``metamask`` command: run a spec, show its graph, list datasets.
 
 User mistakes (a bad spec, a missing file, a full disk) print one line and exit with code 2;
-``--debug`` shows the traceback instead. A non-finite loss exits with 3, SIGINT / SIGTERM
+``--debug`` shows the traceback instead. A non-finite loss (or an fp16 loss scale below its
+floor, metamask.precision.MIN_LOSS_SCALE) exits with 3, SIGINT / SIGTERM
 (after a checkpoint) with 130 / 143. ``metamask run SPEC --resume DIR`` continues a run;
 ``torchrun --nproc-per-node N -m metamask run SPEC --distributed`` trains data-parallel.
 """
@@ -22,6 +23,7 @@ from metamask.errors import (
     CheckpointError,
     ConfigError,
     Interrupted,
+    LossScaleError,
     MetamaskError,
     NonFiniteError,
     OutputError,
@@ -199,7 +201,7 @@ def _report(exc: MetamaskError) -> None:
     label = "stopped" if isinstance(exc, Interrupted) else "error"
     distributed = sys.modules.get("metamask.distributed")  # not imported: no process group
     if distributed is not None and not distributed.is_main():
-        if isinstance(exc, Interrupted | NonFiniteError):
+        if isinstance(exc, Interrupted | NonFiniteError | LossScaleError):
             return
         label += f" (rank {distributed.rank()})"
     Console(stderr=True).print(

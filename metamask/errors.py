@@ -3,7 +3,8 @@
 Anything raised as a :class:`MetamaskError` is the user's input or environment being wrong (a
 spec, a data file, a checkpoint, a full disk) or a run stopping on purpose; anything else is a
 bug in metamask and keeps its traceback. Exit codes: 2 for input and output errors, 3 for a
-non-finite loss or gradient, 128 + the signal number for SIGINT (130) and SIGTERM (143).
+non-finite loss or gradient (and an fp16 loss scale below its floor), 128 + the signal number
+for SIGINT (130) and SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ class OutputError(MetamaskError):
 
 class NonFiniteError(MetamaskError):
     """A loss or gradient became NaN/inf; names the node, the step and the loss term."""
+
+    exit_code = 3
+
+
+class LossScaleError(MetamaskError):
+    """fp16: the gradients overflowed at every loss scale down to the floor
+    (:data:`metamask.precision.MIN_LOSS_SCALE`); names the node and the step. Exit code 3, as
+    a non-finite loss; not a :class:`NonFiniteError`, so ``train.on_nonfinite: skip`` does not
+    drop it (every batch would be dropped)."""
 
     exit_code = 3
 

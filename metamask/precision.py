@@ -13,8 +13,11 @@ optimizer state always stay fp32 (master weights); ``bf16`` / ``fp16`` run each 
 
 ``fp16`` gives every node with parameters its own dynamic loss scaler
 (``torch.amp.GradScaler``): a step whose gradients overflow is skipped, counted in the node's
-``skipped`` and logged (``overflow`` and ``loss_scale`` in metrics.jsonl). docs/performance.md
-has the table of which part runs in which precision.
+``skipped`` and logged (``overflow`` and ``loss_scale`` in metrics.jsonl). Each overflow halves
+the scale; when it falls below :data:`MIN_LOSS_SCALE` the gradients overflow fp16 whatever the
+scaling, and :func:`check_loss_scale` stops the run (:class:`~metamask.errors.LossScaleError`,
+exit code 3) instead of skipping every step from then on. docs/performance.md has the table of
+which part runs in which precision.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from contextlib import contextmanager
 from typing import Literal
 
 import torch
+
+from metamask.errors import LossScaleError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
@@ -90,6 +95,30 @@ def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | 
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
+
+
+#: fp16: the smallest loss scale a node keeps training at. GradScaler starts at 2**16 and
+#: halves the scale on every overflowing step; below 1 the scaling no longer shields small
+#: gradients from underflow (its purpose), and gradients that still overflow overflow fp16
+#: itself, which no scale cures. 17 overflows in a row (fewer clean steps between them than
+#: the scaler's growth interval of 2000) reach it from the start.
+MIN_LOSS_SCALE = 1.0
+
+
+def check_loss_scale(scaler: torch.amp.GradScaler, node: str, step: int) -> None:
+    """After ``scaler.update()``: stop when the scale fell below :data:`MIN_LOSS_SCALE`.
+
+    Raises:
+        LossScaleError: one line naming the node, its local step and the scale.
+    """
+    scale = scaler.get_scale()
+    if scale < MIN_LOSS_SCALE:
+        raise LossScaleError(
+            f"node '{node}', local step {step}: the fp16 gradients overflowed at every loss "
+            f"scale down to {2 * scale:g}, below the floor {MIN_LOSS_SCALE:g} "
+            "(metamask.precision.MIN_LOSS_SCALE): they overflow fp16 itself; train with "
+            "train.precision: bf16 or fp32, or a lower learning rate"
+        )
 
 
 def configure_device(device: torch.device, precision: str) -> None:

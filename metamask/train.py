@@ -50,7 +50,7 @@ from metamask.callbacks import (
 )
 from metamask.checkpoint import save_checkpoint
 from metamask.config import RunSpec, spec_to_dict
-from metamask.errors import Interrupted, NonFiniteError
+from metamask.errors import Interrupted, LossScaleError, NonFiniteError
 from metamask.graph import Graph
 from metamask.mask_diversity import MaskDiversity, masking_source
 from metamask.nodes.base import Node
@@ -221,12 +221,16 @@ class Trainer:
     def _engine_step(self) -> list[Node]:
         try:
             return self.graph.step()
-        except NonFiniteError as exc:
+        except (NonFiniteError, LossScaleError) as exc:
             if self.last_checkpoint is not None:
                 keep = f"the last good checkpoint is {self.checkpoint_path}"
                 keep += f" (step {self.last_checkpoint})"
             else:
                 keep = "no checkpoint was written before it"
+            if isinstance(exc, LossScaleError):  # every batch overflows: skipping cannot help
+                raise LossScaleError(
+                    f"{exc} (engine step {self.step + 1}); stopped: {keep}"
+                ) from exc
             raise NonFiniteError(
                 f"{exc} (engine step {self.step + 1}); stopped: {keep}; set "
                 "train.on_nonfinite: skip to drop such batches instead"

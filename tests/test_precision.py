@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from helpers import MAE_GRAPH, METAMAE_GRAPH, mlo_graph, mlo_spec, tiny_bundle, tiny_spec
 
 from metamask import precision
 from metamask.compose import build_graph
+from metamask.errors import LossScaleError, NonFiniteError
 from metamask.graph import Graph
 from metamask.train import Trainer
 
@@ -240,3 +242,78 @@ def test_gpu_tests_skip_cleanly_without_cuda() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 skipped" in proc.stdout and "needs a CUDA device" in proc.stdout
     assert "passed" not in proc.stdout and "failed" not in proc.stdout
+
+
+def test_the_loss_scale_floor_stops_on_the_scaler_itself() -> None:
+    """check_loss_scale: a scale at the floor trains on, one below it stops in one line."""
+    precision.check_loss_scale(
+        torch.amp.GradScaler("cpu", init_scale=precision.MIN_LOSS_SCALE), "n", 3
+    )
+    low = torch.amp.GradScaler("cpu", init_scale=precision.MIN_LOSS_SCALE / 2)
+    with pytest.raises(LossScaleError, match=r"node 'n', local step 3: .* below the floor 1 ") as e:
+        precision.check_loss_scale(low, "n", 3)
+    assert e.value.exit_code == 3 and "\n" not in str(e.value)
+    assert not isinstance(e.value, NonFiniteError)  # on_nonfinite: skip must not swallow it
+
+
+# a node type whose fp16 gradients overflow at every loss scale: the loss is finite (fp32), but
+# its gradient, 1e6 x the scale, passes back through the fp16 output of an autocast Linear
+OVERFLOW_NODE = """
+import dataclasses
+import torch
+from metamask.nodes.custom import custom_builder
+from metamask.nodes.registry import register_node_type
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    pass
+
+@register_node_type("overflow", Options, "test: fp16 gradients overflow on every step")
+def build(ctx, name, spec):
+    ctx.options(Options, spec, name)
+    module = torch.nn.Linear(4, 4)
+    x = torch.ones(3, 4)
+    return custom_builder(module, lambda batch: module(x).float().sum() * 1e6, None)(
+        ctx, name, spec
+    )
+"""
+
+
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_a_persistent_fp16_overflow_stops_the_run_and_keeps_its_checkpoint(
+    tmp_path: Path, on_nonfinite: str
+) -> None:
+    """`metamask run`: the scale halves from 2^16 on each of 17 overflows; below the floor the
+    run stops (exit 3, one line naming the node and step) with the step-15 checkpoint kept."""
+    (tmp_path / "overflow_node.py").write_text(OVERFLOW_NODE)
+    spec = {
+        "name": "overflow",
+        "imports": ["overflow_node"],
+        "data": {"dataset": "wine", "batch_size": 8},
+        "graph": {"nodes": {"w": {"type": "overflow", "optimizer": {"lr": 1e-3}}}},
+        "train": {
+            "steps": 40,
+            "precision": "fp16",
+            "checkpoint_every": 5,
+            "log_every": 1,
+            "threads": 1,
+            "on_nonfinite": on_nonfinite,
+        },
+        "eval": {"enabled": False},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "metamask", "run", "spec.yaml", "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "node 'w', local step 17: the fp16 gradients overflowed" in lines[0]
+    assert "(engine step 17); stopped: the last good checkpoint is" in lines[0]
+    assert "(step 15)" in lines[0] and "on_nonfinite" not in lines[0]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 15  # nothing written from the overflowed state
+    assert state["nodes"]["w"]["scaler"]["scale"] == 2.0**16 / 2**15
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["overflow"] == 1.0 for row in rows)
+    assert [row["loss_scale"] for row in rows] == [2.0 ** (16 - i) for i in range(16)]

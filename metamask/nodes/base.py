@@ -184,6 +184,7 @@ class Node(ImplicitProblem):
                 ]
         self.scaler.step(self.optimizer)  # skips the update itself when a gradient is not finite
         self.scaler.update()  # halves the scale after an overflow, grows it after a clean run
+        precision.check_loss_scale(self.scaler, self.name, self._count)  # a floor: stop
         if overflow:
             self.skipped += 1
             self.last_metrics["overflow"] = 1.0
