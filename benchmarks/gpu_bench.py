@@ -119,7 +119,7 @@ def graph_spec(variant: str) -> dict[str, Any]:
     solver = "unrolled" if variant == "metamae2" else "first_order"
     return {
         "nodes": {
-            "adapt": {"type": "adapt", "inner_lr": 0.5, "hypergradient": {"type": solver}},
+            "adapt": {"type": "adapt", "inner_lr": 0.5, "latent_solver": {"type": solver}},
             "reconstruct": {"type": "reconstruct", "reg_weight": 0.1, "optimizer": adamw},
         },
         "u2l": {"reconstruct": ["adapt"]},

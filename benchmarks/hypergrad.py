@@ -280,7 +280,7 @@ def build_metamae(solver: str, batch: int) -> Any:
                 "adapt": {
                     "type": "adapt",
                     "inner_lr": 0.5,
-                    "hypergradient": LATENT_SOLVERS[solver],
+                    "latent_solver": LATENT_SOLVERS[solver],
                 },
                 "reconstruct": {"type": "reconstruct", "optimizer": {"type": "adamw", "lr": 1e-4}},
             },

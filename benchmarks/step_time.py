@@ -121,7 +121,7 @@ def build_step(config: dict[str, Any], variant: str, args: dict[str, Any]) -> Ca
         solver = "unrolled" if method == "metamae2" else "first_order"
         graph = {
             "nodes": {
-                "adapt": {"type": "adapt", "inner_lr": 0.5, "hypergradient": {"type": solver}},
+                "adapt": {"type": "adapt", "inner_lr": 0.5, "latent_solver": {"type": solver}},
                 "reconstruct": {"type": "reconstruct", "reg_weight": 0.1, "optimizer": optimizer},
             },
             "u2l": {"reconstruct": ["adapt"]},

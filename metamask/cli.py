@@ -13,8 +13,10 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -27,6 +29,7 @@ from metamask.errors import (
     MetamaskError,
     NonFiniteError,
     OutputError,
+    SpecDeprecation,
 )
 
 
@@ -170,6 +173,26 @@ def _add_imports(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():  # the old one-line printer comes back afterwards
+        warnings.showwarning = _show_deprecation(warnings.showwarning)
+        return _main(args)
+
+
+def _show_deprecation(show: Any) -> Any:
+    """``warnings.showwarning`` printing a :class:`SpecDeprecation` as one stderr line."""
+
+    def one_line(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
+        if issubclass(category, SpecDeprecation):
+            Console(stderr=True).print(
+                f"[bold yellow]metamask: deprecated:[/] {message}", highlight=False, soft_wrap=True
+            )
+        else:
+            show(message, category, *args, **kw)
+
+    return one_line
+
+
+def _main(args: argparse.Namespace) -> int:
     console = Console()
     try:
         if args.command == "run":

@@ -121,7 +121,8 @@ class GraphBuilder:
         ``data`` is the dataset the node draws its batches from; registered types have a
         default (the pretraining set, split A or B), a custom node must be given one.
         ``hypergradient`` is the estimator of the edges from this node up (a name, or a
-        mapping with ``type`` and the estimator's options). ``approximate=True`` accepts an
+        mapping with ``type`` and the estimator's options); an ``adapt`` node takes
+        ``latent_solver=`` instead (its option). ``approximate=True`` accepts an
         estimator that cannot be exact on this node's graph shape (see :meth:`build`). Returns
         the builder (chainable).
         """
@@ -139,12 +140,9 @@ class GraphBuilder:
             raise GraphError(f"{where}: give a registered node type or module= and loss=")
         if type is not None:
             get_node_type(type, f"{where}.type")
-        raw: dict[str, Any] = {
-            "type": type or CUSTOM_TYPE,
-            "unroll_steps": unroll_steps,
-            "hypergradient": hypergradient,
-            **options,
-        }
+        raw: dict[str, Any] = {"type": type or CUSTOM_TYPE, "unroll_steps": unroll_steps, **options}
+        if hypergradient != "first_order":  # the default, left out (an adapt node has none:
+            raw["hypergradient"] = hypergradient  # its latent_solver= says how it solves)
         if approximate:
             raw["approximate"] = True
         if optimizer is not None:

@@ -67,3 +67,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class SpecDeprecation(FutureWarning):
+    """A spec written in an older form that still works (e.g. ``hypergradient:`` on an
+    ``adapt`` node, now ``latent_solver:``); the command line prints it as one line."""

@@ -8,11 +8,12 @@ lower's steps trigger the upper). Knows nothing of Betty; reads the spec only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from metamask.checkpoint import atomic_write
-from metamask.config import GraphSpec
+from metamask.config import EstimatorSpec, GraphSpec
 from metamask.errors import OutputError
 from metamask.topology import validate_graph
 
@@ -23,7 +24,14 @@ def edge_estimator(graph: GraphSpec, name: str, options: bool = False) -> str | 
     and the picture of ``metamask show`` both label nodes with it."""
     if not graph.l2u.get(name):
         return None
-    spec = graph.nodes[name].hypergradient
+    node = graph.nodes[name]
+    solver = node.options.get("latent_solver") if node.type == "adapt" else None
+    if isinstance(solver, Mapping):  # an adapt node's latent solver carries its gradient
+        spec = EstimatorSpec(
+            str(solver.get("type")), {k: v for k, v in solver.items() if k != "type"}
+        )
+    else:
+        spec = node.hypergradient
     if options and spec.options:
         return spec.type + " " + ", ".join(f"{k}={v}" for k, v in spec.options.items())
     return spec.type

@@ -41,7 +41,7 @@ METAMAE_GRAPH: dict[str, Any] = {
             "type": "adapt",
             "inner_lr": 0.5,
             "s_ratio": 0.5,
-            "hypergradient": {"type": "unrolled"},
+            "latent_solver": {"type": "unrolled"},
         },
         "reconstruct": {
             "type": "reconstruct",

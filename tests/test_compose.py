@@ -137,7 +137,7 @@ def test_spec_graphs_and_composed_graphs_are_the_same_build() -> None:
     from_spec = build_graph(spec, bundle, torch.device("cpu"))
     torch.manual_seed(0)
     g = GraphBuilder(spec.__class__(**{**spec.__dict__, "graph": spec.graph.__class__({})}), bundle)
-    g.node("adapt", "adapt", inner_lr=0.5, s_ratio=0.5, hypergradient="unrolled")
+    g.node("adapt", "adapt", inner_lr=0.5, s_ratio=0.5, latent_solver="unrolled")
     g.node("reconstruct", "reconstruct", reg_weight=0.5, optimizer={"type": "adamw", "lr": 1e-3})
     g.u2l("reconstruct", "adapt").l2u("adapt", "reconstruct")
     composed = g.build()
@@ -198,7 +198,7 @@ def _with_mask(g: GraphBuilder, data: Any = None) -> GraphBuilder:
 def _metamae(data_on: str) -> GraphBuilder:
     g = new_graph(tiny_bundle("signal1d"), model={"backbone": "tiny"}, batch_size=4)
     data = {data_on: g.bundle.train}
-    g.node("adapt", "adapt", hypergradient="unrolled", data=data.get("adapt"))
+    g.node("adapt", "adapt", latent_solver="unrolled", data=data.get("adapt"))
     g.node("reconstruct", "reconstruct", optimizer={"lr": 1e-3}, data=data.get("reconstruct"))
     return g.u2l("reconstruct", "adapt").l2u("adapt", "reconstruct")
 

@@ -264,7 +264,7 @@ BAD_INPUT = {
     "wrong type": (["--set", "train.steps=ten"], "train.steps: expected an integer, got 'ten'"),
     "unknown dataset": (["--set", "data.dataset=basicmotion"], "did you mean 'basicmotions'"),
     "unknown estimator": (
-        ["--set", "graph.nodes.adapt.hypergradient.type=unroled"],
+        ["--set", "graph.nodes.adapt.latent_solver.type=unroled"],
         "unknown latent solver 'unroled' (did you mean 'unrolled'?)",
     ),
     "impossible shapes": (["--set", "model.patch=[7]"], "patch"),

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar, Union
 
@@ -28,7 +29,7 @@ from metamask.config.schema import (
     NodeSpec,
     RunSpec,
 )
-from metamask.errors import ConfigError, did_you_mean
+from metamask.errors import ConfigError, SpecDeprecation, did_you_mean
 from metamask.ranges import range_of
 
 T = TypeVar("T")
@@ -90,10 +91,46 @@ def node_spec_from_dict(raw: Mapping[str, Any], where: str, source: str = "<spec
     return parse_dataclass(NodeSpec, _split_node(dict(raw), where, source), source, where)
 
 
+#: node types whose own ``latent_solver:`` key picks how they solve their per-batch problem;
+#: their ``hypergradient:`` is the key's old name (accepted with a SpecDeprecation)
+LATENT_SOLVER_NODE_TYPES = ("adapt",)
+
+
+def _latent_solver_key(node: dict[str, Any], where: str, source: str) -> dict[str, Any]:
+    """An adapt node's ``latent_solver`` as a mapping with ``type``; its old name
+    ``hypergradient`` moved there with a one-line :class:`SpecDeprecation`."""
+    if node.get("type") not in LATENT_SOLVER_NODE_TYPES:
+        return node
+    node = dict(node)
+    if isinstance(node.get("hypergradient"), str | dict):  # else refused as a bad estimator
+        key = f"{where}.hypergradient"
+        if "latent_solver" in node:
+            raise _error(
+                source,
+                key,
+                "an adapt node's latent solver is set by latent_solver:, which is there too; "
+                "remove hypergradient (the key's old name on adapt nodes)",
+            )
+        node["latent_solver"] = node.pop("hypergradient")
+        warnings.warn(
+            f"{origin_of(source, key)}: {key}: on an adapt node this key is now named "
+            "latent_solver (first_order, unrolled or implicit); hypergradient is accepted for "
+            "now, and means a graph edge's estimator on every other node",
+            SpecDeprecation,
+            stacklevel=2,
+        )
+    solver = node.get("latent_solver")
+    if isinstance(solver, str):
+        node["latent_solver"] = {"type": solver}
+    return node
+
+
 def _split_node(node: Any, where: str, source: str) -> Any:
-    """Move a node's type-specific keys under `options` and an estimator's under its options."""
+    """Move a node's type-specific keys under `options` and an estimator's under its options
+    (an adapt node's old ``hypergradient`` first to ``latent_solver``)."""
     if not isinstance(node, dict):
         return node
+    node = _latent_solver_key(node, where, source)
     common = {k: v for k, v in node.items() if k in NODE_COMMON_KEYS}
     options = {k: v for k, v in node.items() if k not in NODE_COMMON_KEYS}
     estimator = common.get("hypergradient")
@@ -257,6 +294,10 @@ def written_form(plain: Mapping[str, Any]) -> dict[str, Any]:
             "type": estimator.get("type", "first_order"),
             **(estimator.get("options") or {}),
         }
+        if node.get("type") in LATENT_SOLVER_NODE_TYPES and node["hypergradient"] == {
+            "type": "first_order"
+        }:  # its latent_solver says how it solves; a saved old form keeps its hypergradient
+            del node["hypergradient"]
         nodes[name] = {**node, **options}
     return data
 

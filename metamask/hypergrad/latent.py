@@ -28,6 +28,7 @@ from metamask.config import EstimatorSpec, parse_dataclass
 from metamask.config.origins import origin_of
 from metamask.errors import ConfigError, did_you_mean
 from metamask.hypergrad.autodiff import conjugate_gradient
+from metamask.hypergrad.registry import ESTIMATORS
 from metamask.precision import full_precision
 from metamask.ranges import Count, NonNegative, Positive
 
@@ -195,11 +196,16 @@ def get_latent_solver(
 ) -> LatentSolver:
     """The latent solver named by ``spec.type``, its own options validated from ``spec.options``."""
     if spec.type not in LATENT_SOLVERS:
+        edge = (
+            f" ({spec.type!r} is a graph edge's estimator, for hypergradient: on other nodes)"
+            if spec.type in ESTIMATORS
+            else ""
+        )
         raise ConfigError(
             f"{origin_of(source, where + '.type')}: {where}.type: unknown latent solver "
             f"{spec.type!r}"
-            f"{did_you_mean(spec.type, LATENT_SOLVERS)}; MetaMAE's inner node takes one of "
-            f"{sorted(LATENT_SOLVERS)}"
+            f"{did_you_mean(spec.type, LATENT_SOLVERS)}{edge}; MetaMAE's inner node takes one "
+            f"of {sorted(LATENT_SOLVERS)}"
         )
     cls = LATENT_SOLVERS[spec.type]
     return cls(options, parse_dataclass(cls.Options, dict(spec.options), source, where))

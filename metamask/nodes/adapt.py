@@ -12,13 +12,13 @@ parameter values (darts' finite differences), masks and support fixed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from metamask.config import NodeSpec
+from metamask.config import EstimatorSpec, NodeSpec
 from metamask.config.origins import origin_of
 from metamask.errors import ConfigError, GraphError
 from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
@@ -47,6 +47,9 @@ class AdaptOptions:
     masker: MaskerSpec = field(  # random (MetaMAE) | token_mlp / flat_mlp (learned: metamae+mask)
         default_factory=lambda: MaskerSpec(type="random")
     )
+    # how z1 is solved and differentiated: {type: first_order | unrolled | implicit, ...its
+    # options} (metamask.hypergrad.latent); not a graph edge's `hypergradient` estimator
+    latent_solver: Mapping[str, Any] = field(default_factory=lambda: {"type": "first_order"})
 
 
 @dataclass
@@ -195,18 +198,28 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
             f"graph.nodes.{name}.optimizer: an adapt node owns no parameters (the outer node "
             "updates the encoder and decoder)"
         )
-    if options.inner_steps == 0 and spec.hypergradient.type == "implicit":
+    if spec.hypergradient != EstimatorSpec():  # a NodeSpec made in Python, not parsed
+        raise GraphError(
+            f"{origin_of(ctx.source, f'graph.nodes.{name}.hypergradient')}: "
+            f"graph.nodes.{name}.hypergradient: an adapt node's solver is latent_solver: "
+            f"{{type: {spec.hypergradient.type}}}; hypergradient is a graph edge's estimator"
+        )
+    solver_spec = EstimatorSpec(
+        type=str(options.latent_solver.get("type", "first_order")),
+        options={k: v for k, v in options.latent_solver.items() if k != "type"},
+    )
+    if options.inner_steps == 0 and solver_spec.type == "implicit":
         raise GraphError(
             f"{origin_of(ctx.source, f'graph.nodes.{name}.inner_steps')}: "
             f"graph.nodes.{name}.inner_steps: 0 (no latent adaptation) leaves no inner solution "
-            "for the implicit solver to differentiate; expected at least 1, or hypergradient "
+            "for the implicit solver to differentiate; expected at least 1, or latent_solver "
             "type unrolled / first_order (with 0 steps both pass z0 on unchanged)"
         )
     solver = get_latent_solver(
-        spec.hypergradient,
+        solver_spec,
         LatentSolverOptions(steps=options.inner_steps, lr=options.inner_lr),
         ctx.source,
-        f"graph.nodes.{name}.hypergradient",
+        f"graph.nodes.{name}.latent_solver",
     )
     mae = ctx.mae()
     try:

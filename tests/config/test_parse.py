@@ -15,7 +15,7 @@ data: {dataset: digits, batch_size: 8}
 model: {backbone: tiny, mask_ratio: 0.6, encoder: {depth: 3}}
 graph:
   nodes:
-    adapt: {type: adapt, inner_lr: 0.3, hypergradient: {type: unrolled}}
+    adapt: {type: adapt, inner_lr: 0.3, latent_solver: {type: unrolled}}
     reconstruct: {type: reconstruct, optimizer: {type: adamw, lr: 1e-3}}
   u2l: {reconstruct: [adapt]}
   l2u: {adapt: [reconstruct]}
@@ -37,8 +37,10 @@ def test_good_spec_loads_with_backbone_preset_and_overrides(tmp_path: Path) -> N
         spec.model.encoder.width == BACKBONES["tiny"]["encoder"]["width"]
     )  # preset fills the rest
     assert spec.model.decoder.depth == 2
-    assert spec.graph.nodes["adapt"].options == {"inner_lr": 0.3}
-    assert spec.graph.nodes["adapt"].hypergradient.type == "unrolled"
+    assert spec.graph.nodes["adapt"].options == {
+        "inner_lr": 0.3,
+        "latent_solver": {"type": "unrolled"},
+    }
     assert spec.graph.nodes["reconstruct"].optimizer.lr == 1e-3  # "1e-3" read as a number
 
 

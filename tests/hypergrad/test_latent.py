@@ -7,7 +7,7 @@ an outer loss ``F(z*, phi)`` must equal the dense IFT solution
     dF/dz0 = u / alpha,   dF/dphi = dF/dphi|_direct - (d2 L_s / dphi dz) u,   (H + I/alpha) u = dF/dz
 
 (1e-8 relative), and finite differences of re-solving the inner problem (1e-6). The adapt node
-takes it as ``hypergradient: {type: implicit, ...}`` like ``first_order`` and ``unrolled``.
+takes it as ``latent_solver: {type: implicit, ...}`` like ``first_order`` and ``unrolled``.
 """
 
 from __future__ import annotations
@@ -111,10 +111,10 @@ def test_one_implicit_step_has_the_unrolled_value() -> None:
     assert implicit.alpha == 0.3  # alpha defaults to the inner step size
 
 
-def metamae_graph(hypergradient: dict) -> dict:
+def metamae_graph(latent_solver: dict) -> dict:
     return {
         "nodes": {
-            "adapt": {"type": "adapt", "inner_lr": 0.5, "hypergradient": hypergradient},
+            "adapt": {"type": "adapt", "inner_lr": 0.5, "latent_solver": latent_solver},
             "reconstruct": {"type": "reconstruct", "optimizer": {"type": "adamw", "lr": 1e-3}},
         },
         "u2l": {"reconstruct": ["adapt"]},
@@ -123,15 +123,15 @@ def metamae_graph(hypergradient: dict) -> dict:
 
 
 @pytest.mark.parametrize(
-    "hypergradient",
+    "latent_solver",
     [
         {"type": "first_order"},
         {"type": "unrolled"},
         {"type": "implicit", "iterations": 3, "alpha": 0.2},
     ],
 )
-def test_adapt_node_takes_every_latent_solver(hypergradient: dict) -> None:
-    spec = tiny_spec(metamae_graph(hypergradient))
+def test_adapt_node_takes_every_latent_solver(latent_solver: dict) -> None:
+    spec = tiny_spec(metamae_graph(latent_solver))
     graph = build_graph(spec, tiny_bundle("signal1d"), torch.device("cpu"))
     graph.train()
     before = [p.detach().clone() for p in graph.mae.encoder.parameters()]

@@ -54,7 +54,7 @@ def no_adaptation_graph(solver: str, reg_weight: float = 0.5) -> dict:
     """MetaMAE with ``inner_steps: 0``: the latent-adaptation ablation."""
     return {
         "nodes": {
-            "adapt": {"type": "adapt", "inner_steps": 0, "hypergradient": {"type": solver}},
+            "adapt": {"type": "adapt", "inner_steps": 0, "latent_solver": {"type": solver}},
             "reconstruct": {"type": "reconstruct", "reg_weight": reg_weight},
         },
         "u2l": {"reconstruct": ["adapt"]},

@@ -110,13 +110,13 @@ def test_unknown_latent_solver_and_option_are_named() -> None:
 
     graph = tiny_spec().graph
     nodes = {k: {"type": v.type, **dict(v.options)} for k, v in graph.nodes.items()}
-    nodes["adapt"]["hypergradient"] = {"type": "unroled"}
+    nodes["adapt"]["latent_solver"] = {"type": "unroled"}
     spec = tiny_spec({"nodes": nodes, "u2l": dict(graph.u2l), "l2u": dict(graph.l2u)})
     with pytest.raises(
         ConfigError, match=r"unknown latent solver 'unroled'.*did you mean 'unrolled'"
     ):
         build_graph(spec, tiny_bundle("signal1d"), torch.device("cpu"))
-    nodes["adapt"]["hypergradient"] = {"type": "unrolled"}
+    nodes["adapt"]["latent_solver"] = {"type": "unrolled"}
     nodes["adapt"]["inner_rate"] = 0.1
     spec = tiny_spec({"nodes": nodes, "u2l": dict(graph.u2l), "l2u": dict(graph.l2u)})
     with pytest.raises(

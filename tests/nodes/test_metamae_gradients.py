@@ -33,7 +33,7 @@ def graph_gradients(
                     "type": "adapt",
                     "inner_lr": 0.5,
                     "s_ratio": 0.5,
-                    "hypergradient": {"type": solver},
+                    "latent_solver": {"type": solver},
                 },
                 "reconstruct": {
                     "type": "reconstruct",
