@@ -128,3 +128,38 @@ def test_vary_arms_run_with_their_values(tmp_path: Path) -> None:
     for item in result.finished:
         saved = item.results["spec"]["model"]["mask_ratio"]
         assert f"model.mask_ratio={saved}" in item.run.arm.label
+
+
+@pytest.mark.slow
+def test_a_compare_stopped_by_ctrl_c_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """SIGINT in the middle of a run: exit 130 after a checkpoint; the same command again
+    resumes that run from its checkpoint and trains the rest."""
+    import signal
+    import time
+
+    from tests.cli_runs import start, wait_for_step
+
+    out = tmp_path / "cmp"
+    args = ["compare", str(MAE), str(META), "--seeds", "0", "--out", str(out)]
+    args += ["--set", "model.backbone=tiny", "--set", "train.threads=1", "--set",
+             "train.steps=400", "--set", "train.log_every=1", "--set", "eval.probe.epochs=2",
+             "--quiet"]  # fmt: skip
+    proc = start(*args)
+    deadline = 120.0
+    metrics: list[Path] = []
+    while not metrics and deadline > 0:  # the run folder is named by its spec's digest
+        metrics = sorted(out.glob("runs/mae-wine/seed0-*/metrics.jsonl"))
+        deadline -= 0.05
+        time.sleep(0.05)
+    assert metrics, proc.communicate()
+    wait_for_step(proc, metrics[0], 3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    assert (metrics[0].parent / "checkpoint.pt").is_file()
+    assert not (metrics[0].parent / "results.json").exists()
+    again = cli_run(*args, timeout=600)
+    assert again.returncode == 0, again.stderr
+    results = json.loads((metrics[0].parent / "results.json").read_text())
+    assert results["train"]["resumed_from"] is not None and results["train"]["steps"] == 400
+    assert "probe: metamae-wine − mae-wine = " in again.stdout
