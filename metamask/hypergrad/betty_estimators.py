@@ -102,6 +102,7 @@ def central_difference(
     "darts",
     DartsOptions,
     "Betty's darts: H^{-1} replaced by the identity; mixed partials by central difference",
+    dense_form=lambda h, v, options: v,  # the first term of the Neumann series (alpha 1)
 )
 def darts(
     vector: Sequence[torch.Tensor],
@@ -146,6 +147,7 @@ def adam_preconditioner(vector: Sequence[torch.Tensor], lower: HypergradNode) ->
     SamaOptions,
     "Betty's SAMA: darts on v preconditioned by the lower's Adam step (identity for SGD)",
     reads_applied_grads=True,
+    dense_form=lambda h, v, options: v,  # with an SGD lower (D = I), as the contract tests'
 )
 def sama(
     vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: SamaOptions
@@ -196,6 +198,15 @@ def neumann_solve(
     return [options.alpha * s for s in total]
 
 
+def dense_neumann(h: torch.Tensor, v: torch.Tensor, iterations: int, alpha: float) -> torch.Tensor:
+    """``alpha sum_{k=0..K} (I - alpha H)^k v`` on a dense ``H``: the series' stated form."""
+    term, total = v, v
+    for _ in range(iterations):
+        term = term - alpha * (h @ term)
+        total = total + term
+    return alpha * total
+
+
 def neumann_jvp(
     tangent: Sequence[torch.Tensor],
     lower: HypergradNode,
@@ -212,6 +223,7 @@ def neumann_jvp(
     "Betty's Neumann series: H^{-1} ~ alpha sum_k (I - alpha H)^k, K + 1 terms",
     nested=True,
     jvp=neumann_jvp,
+    dense_form=lambda h, v, options: dense_neumann(h, v, options.iterations, options.alpha),
 )
 def neumann(
     vector: Sequence[torch.Tensor],
@@ -267,6 +279,7 @@ def cg_jvp(
     "conjugate gradient on H x = v (Betty's cg with its two update bugs fixed)",
     nested=True,
     jvp=cg_jvp,
+    exact=True,  # with its defaults (up to 50 steps, residual 1e-10) on the closed forms
 )
 def cg(
     vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: CGOptions

@@ -25,6 +25,9 @@ from metamask.config.origins import origin_of
 from metamask.errors import ConfigError, did_you_mean
 from metamask.hypergrad.protocol import HypergradNode
 
+#: ``(H, v, options) -> x``: what an approximate estimator applies in place of ``H^{-1} v``
+DenseForm = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
 
 class EstimatorFn(Protocol):
     def __call__(
@@ -60,6 +63,14 @@ class Estimator:
     #: one on the lower's), which the total Hessian of the lower's own upper needs; None: the
     #: estimator cannot serve below a nested node
     jvp: Callable[..., list[torch.Tensor]] | None = None
+    #: the estimator's contract, which the contract tests (tests/hypergrad/test_contract.py)
+    #: check on the closed forms of metamask.testing for every registered name: exact with its
+    #: default options (``needs_trajectory``: exact for the unrolled objective) ...
+    exact: bool = False
+    #: ... or approximate, stated as ``dense_form(H, v, options) -> x``: the ``x ~ H^{-1} v``
+    #: whose ``-J^T x`` it returns (darts: ``v``, the first term of the Neumann series); on a
+    #: nested node ``H`` is the total Hessian. Neither: it must refuse those problems in one line
+    dense_form: DenseForm | None = None
 
     def default_options(self) -> Any:
         """The options with every field at its default."""
@@ -89,6 +100,8 @@ def register_estimator(
     reads_applied_grads: bool = False,
     nested: bool = False,
     jvp: Callable[..., list[torch.Tensor]] | None = None,
+    exact: bool = False,
+    dense_form: DenseForm | None = None,
 ) -> Callable[[F], F]:
     """Decorator: register ``fn(vector, lower, upper, options)`` as estimator ``name``.
 
@@ -100,7 +113,10 @@ def register_estimator(
     declares that ``fn`` handles a lower node with lowers of its own exactly (total Hessian,
     :mod:`metamask.hypergrad.nested`); ``jvp`` is the forward twin of ``fn`` (same arguments,
     the vector a tangent on the upper's parameters, the result one on the lower's), needed when
-    the lower sits below a nested node.
+    the lower sits below a nested node. ``exact`` / ``dense_form`` state its contract
+    (:class:`Estimator`), which the contract tests check for every registered name: exact with
+    its defaults, or what it computes in place of ``H^{-1} v``; an estimator stating neither
+    must refuse the closed-form problems in one line.
 
     Example (the darts direction with a user-chosen scale):
         >>> from dataclasses import dataclass
@@ -141,6 +157,8 @@ def register_estimator(
             reads_applied_grads=reads_applied_grads,
             nested=nested,
             jvp=jvp,
+            exact=exact,
+            dense_form=dense_form,
         )
         return fn
 
@@ -273,6 +291,7 @@ def _zero_response(
     description="ignore the lower level's dependence: zero",
     nested=True,
     jvp=_zero_response,
+    dense_form=lambda h, v, options: torch.zeros_like(v),
 )
 def first_order(
     vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: Any

@@ -28,6 +28,7 @@ from metamask.hypergrad.registry import NoOptions, register_estimator
     NoOptions,
     "exact: reverse-mode through the lower's optimizer steps in its unroll window",
     needs_trajectory=True,
+    exact=True,  # for the unrolled objective, which is what it differentiates
 )
 def unrolled(
     vector: Sequence[torch.Tensor], lower: HypergradNode, upper: HypergradNode, options: Any
