@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, required=True, help="folder of the comparison")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    _add_downstream(sub)
     datasets = sub.add_parser("datasets", help="list datasets and whether they load here")
     datasets.add_argument("--data-root", default=None, help="folder of real DABS data")
     for command in sub.choices.values():  # `--debug` after the command too, e.g. `run X --debug`
@@ -146,6 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
     return parser
+
+
+def _add_downstream(sub: argparse._SubParsersAction) -> None:
+    """``export`` and ``embed`` (metamask.downstream; docs/using-encoders.md)."""
+    export = sub.add_parser("export", help="write a run's encoder as a folder others can load")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new folder")
+    export.add_argument("--with-decoder", action="store_true", help="also the decoder")
+    export.add_argument(
+        "--format",
+        choices=["native", "timm"],
+        default="native",
+        help="timm (images): also timm VisionTransformer weights and their create_model call",
+    )
+    embed = sub.add_parser("embed", help="features of a dataset's splits or of your arrays")
+    embed.add_argument("source", type=Path, metavar="RUN_OR_EXPORT")
+    what = embed.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", default=None, metavar="NAME", help="a registered dataset")
+    what.add_argument("--arrays", type=Path, default=None, metavar="FILE", help=".npz or .csv")
+    embed.add_argument("--out", type=Path, required=True, metavar="FILE", help="e.g. feats.npy")
+    embed.add_argument("--batch-size", type=int, default=256)
+    embed.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    embed.add_argument("--data-root", default=None, help="folder of real DABS data")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -203,6 +228,10 @@ def _main(args: argparse.Namespace) -> int:
             return cmd_eval(args, console)
         if args.command == "compare":
             return cmd_compare(args, console)
+        if args.command in ("export", "embed"):
+            from metamask.downstream.commands import run_command
+
+            return run_command(args, console)
         return cmd_datasets(args, console)
     except MetamaskError as exc:
         if args.debug:

@@ -35,6 +35,11 @@ class CheckpointError(MetamaskError):
     """A checkpoint is missing, corrupt, or belongs to a different spec."""
 
 
+class EncoderError(MetamaskError):
+    """An encoder export, a run folder's weights or a start-weights file is missing, corrupt,
+    or does not fit the model (metamask.downstream)."""
+
+
 class OutputError(MetamaskError):
     """The run folder cannot be written: the disk is full, a file is too large, no permission."""
 

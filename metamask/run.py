@@ -4,7 +4,8 @@ the evaluation of a finished run again from its folder (``metamask eval``).
 ``results.json`` keeps every evaluation of the run: ``evaluations`` lists them in order (the
 run's own first, then each ``metamask eval``: when, at which checkpoint step, with which
 ``eval`` settings, and the scores), and the top-level fields (``metric``, ``test``, ``val``,
-``probe_epoch``, ``probe_seconds``, ``finetune``) hold the newest value of each.
+``probe_epoch``, ``probe_seconds``, ``finetune``) hold the newest value of each. The newest
+probe's per-epoch curve is in ``probe_curve.json`` only (not repeated in ``evaluations``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from metamask.config import RunSpec, spec_to_dict
 from metamask.config.imports import import_modules, with_imports
 from metamask.data.base import DataBundle
 from metamask.downstream.finetune import FinetuneResult, fine_tune
+from metamask.downstream.init_from import start_weights
 from metamask.downstream.probe import ProbeResult, linear_probe
 from metamask.errors import CheckpointError, ConfigError
 from metamask.folder_lock import run_folder_lock
@@ -132,6 +134,7 @@ def _run_spec(
     seed_everything(spec.seed)
     bundle = load_pretrain_data(spec)
     graph = build_graph(spec, bundle, device, source)
+    start = start_weights(graph.mae, spec, out_dir, resuming=checkpoint is not None)
     trainer = Trainer(graph, spec, out_dir, console, progress)
     if checkpoint is not None:
         trainer.restore(*checkpoint)
@@ -164,6 +167,7 @@ def _run_spec(
         "finetune": finetune.to_dict() if finetune else None,
         "train": summary.to_dict(),
         "parameters": sum(p.numel() for p in graph.mae.parameters()),
+        "init_from": start,  # model.init_from: the start weights loaded (None: a fresh init)
         "spec": spec_to_dict(spec),
         "versions": versions(),
         "evaluations": history,  # a resumed run keeps those of its earlier finish
@@ -202,8 +206,7 @@ class Evaluation:
             "test": probe.test if probe else None,
             "val": probe.val if probe else None,
             "probe_epoch": probe.epoch if probe else None,
-            "probe_seconds": self.probe_seconds,
-            "probe_curve": probe.curve if probe else None,
+            "probe_seconds": self.probe_seconds,  # the newest probe's curve: probe_curve.json
             "finetune": self.finetune.to_dict() if self.finetune else None,
         }
 

@@ -46,6 +46,7 @@ class EncoderSpec:
     heads: Count = 8  # attention heads
     mlp_ratio: Positive = 2.0  # MLP hidden width / D
     dropout: Rate = 0.1  # dropout on input tokens and inside blocks (attention proj, MLP)
+    qkv_bias: bool = False  # biases on the attention's q, k, v (published MAE ViTs have them)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class ModelSpec:
     mask_ratio: Ratio = 0.75  # share of tokens masked (per sample, round-down of kept tokens)
     norm_pix: bool = False  # per-token normalised reconstruction targets (continuous inputs)
     patch: list[Count] | None = None  # overrides the dataset's patch, e.g. [2, 2] (MLO-MAE)
+    # start weights: a metamask export or run folder, or a timm / facebookresearch/mae ViT
+    # state dict (.pth, .safetensors); loaded before step 1, never on resume
+    # (docs/using-encoders.md)
+    init_from: str | None = None
+    init_strict: bool = True  # false: load what fits, list what does not in results.json
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class Encoder(nn.Module):
                     spec.width,
                     spec.heads,
                     spec.mlp_ratio,
-                    qkv_bias=False,
+                    qkv_bias=spec.qkv_bias,
                     proj_drop=spec.dropout,
                     attn_layer=Attention,
                 )
