@@ -21,6 +21,7 @@ import torch
 import metamask
 from metamask.compose import build_graph
 from metamask.config import load_spec
+from metamask.downstream.embed import embed
 from metamask.downstream.export import export_run
 from metamask.downstream.init_from import start_weights
 from metamask.downstream.sources import CONFIG_NAME, WEIGHTS_NAME
@@ -190,6 +191,7 @@ def test_a_facebookresearch_mae_state_dict_starts_a_run(runs: dict, tmp_path: Pa
     assert "init_strict: false" in proc.stderr and not out.exists()
 
 
+@pytest.mark.slow
 def test_init_strict_false_loads_what_fits_and_results_record_it(
     runs: dict, tmp_path: Path
 ) -> None:
@@ -238,8 +240,7 @@ def test_embed_writes_features_and_labels_row_for_row(runs: dict, tmp_path: Path
     arrays = tmp_path / "mine.npz"
     np.savez(arrays, x=x.numpy().reshape(3, -1), y=np.array([7, 8, 9]))  # flat rows: reshaped
     out2 = tmp_path / "mine_feats.npy"
-    proc = cli_run("embed", str(folder), "--arrays", str(arrays), "--out", str(out2), "--quiet")
-    assert proc.returncode == 0, proc.stderr
+    embed(folder, out2, arrays=arrays, progress=False)  # the run folder: the same encoder
     assert np.array_equal(np.load(out2), feats[start : start + 3])
     assert np.load(tmp_path / "mine_feats.labels.npy").tolist() == [7, 8, 9]
 
@@ -261,7 +262,9 @@ def _broken(export: Path, tmp_path: Path, how: str) -> Path:
     return bad
 
 
-@pytest.mark.parametrize("how", ["truncated", "random", "shape"])
+@pytest.mark.parametrize(
+    "how", ["truncated", pytest.param("random", marks=pytest.mark.slow), "shape"]
+)
 def test_bad_export_files_give_one_line_and_exit_2(how: str, runs: dict, tmp_path: Path) -> None:
     _, export, _ = runs["signal"]
     bad = _broken(export, tmp_path, how)
