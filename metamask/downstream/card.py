@@ -17,8 +17,9 @@ def model_card(
     spec: RunSpec | None,
     results: dict[str, Any] | None,
     timm_call: str | None = None,
+    folder: str = ".",
 ) -> str:
-    """MODEL.md's text."""
+    """MODEL.md's text (``folder``: the export's path as the user will name it)."""
     enc = config.encoder
     name = spec.name if spec is not None else config.dataset
     lines = [f"# {name}: a metamask encoder", ""]
@@ -54,7 +55,7 @@ def model_card(
         "",
         "```python",
         "import metamask",
-        'encoder = metamask.load_encoder("THIS_FOLDER")',
+        f"encoder = metamask.load_encoder({folder!r})",
         "features = encoder.features(x)  # x: a batch of inputs of the shape above",
         "```",
     ]

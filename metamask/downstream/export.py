@@ -91,7 +91,7 @@ def export_run(
             "weights": TIMM_WEIGHTS_NAME,
         }
     files[CONFIG_NAME] = (json.dumps(body, indent=2) + "\n").encode()
-    files[CARD_NAME] = model_card(config, source.spec, source.results, call).encode()
+    files[CARD_NAME] = model_card(config, source.spec, source.results, call, str(out)).encode()
     _write_folder(out, files)
     return out
 
