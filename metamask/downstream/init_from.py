@@ -43,6 +43,26 @@ from metamask.errors import EncoderError
 
 RECORD_NAME = "init_from.json"
 _POSITIONS = ("encoder.pos_embed", "decoder.pos_embed")
+_SOURCE_POSITIONS = "<pos_embed>"  # a ViT's position table, carried aside to be classified
+
+
+def _positions_kind(table: torch.Tensor | None, mae: nn.Module) -> str | None:
+    """What a ViT's ``pos_embed`` (1, 1 + L, D) is, next to metamask's fixed table: the same
+    sin-cos, facebookresearch/mae's sin-cos (its halves encode column then row, metamask's row
+    then column), or something else (learned): never loaded either way."""
+    if table is None:
+        return None
+    own = mae.encoder.pos_embed[0].detach().double().cpu()  # type: ignore[union-attr,index]
+    rows = table.reshape(-1, table.shape[-1])[-own.shape[0] :].double()
+    if rows.shape != own.shape:
+        return f"other shape {tuple(table.shape)} (not loaded)"
+    half = own.shape[1] // 2
+    swapped = torch.cat([own[:, half:], own[:, :half]], dim=1)
+    if torch.allclose(rows, own, atol=1e-5):
+        return "fixed sin-cos, the same as metamask's"
+    if len(mae.tokenizer.grid) == 2 and torch.allclose(rows, swapped, atol=1e-5):  # type: ignore[union-attr,arg-type]
+        return "facebookresearch/mae's fixed sin-cos: metamask's with row and column halves swapped"
+    return "learned or other: not loaded (metamask's positions are fixed sin-cos)"
 
 
 def start_weights(
@@ -72,6 +92,7 @@ def apply_start_weights(mae: nn.Module, path: Path, strict: bool = True) -> dict
         EncoderError: ``path`` missing or unreadable; with ``strict``, keys that do not fit.
     """
     state, kind, skipped = read_start_weights(path)
+    positions = state.pop(_SOURCE_POSITIONS, None)
     own = mae.state_dict()
     wanted = {k for k in own if k.startswith(("tokenizer.", "encoder."))}
     if any(k.startswith("decoder.") for k in state):
@@ -113,6 +134,7 @@ def apply_start_weights(mae: nn.Module, path: Path, strict: bool = True) -> dict
         "unexpected": unexpected,
         "shapes_differ": shapes,
         "not_loaded": skipped,
+        "positions": _positions_kind(positions, mae),
     }
 
 
@@ -132,7 +154,10 @@ def read_start_weights(path: Path) -> tuple[dict[str, torch.Tensor], str, list[s
         state, kind = _read_torch(path), "state dict"
     skipped = [k for k in _POSITIONS if state.pop(k, None) is not None]
     if looks_like_vit(state):
+        table = state.get("pos_embed")
         state, more = from_vit(state)
+        if table is not None:
+            state[_SOURCE_POSITIONS] = table  # not a weight: classified, never loaded
         return state, "timm / facebookresearch/mae ViT", skipped + more
     if any(k.endswith("encoder.cls_token") and k != "encoder.cls_token" for k in state):
         state = auto_encoder_state({"nodes": {"file": {"module": state}}}, path)

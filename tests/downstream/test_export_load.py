@@ -153,12 +153,28 @@ def _mae_state_dict(mae: torch.nn.Module, qkv_bias: bool) -> dict[str, torch.Ten
         if qkv_bias and key.endswith("attn.qkv.weight") and key.startswith("encoder."):
             name = "blocks." + key[len("encoder.blocks.") : -len("weight")] + "bias"
             out[name] = torch.randn(value.shape[0], generator=generator)
-    width, tokens = mae.width, mae.tokenizer.num_tokens
-    out["pos_embed"] = torch.zeros(1, 1 + tokens, width)
+    width, side = mae.width, mae.tokenizer.grid[0]
+    out["pos_embed"] = _mae_positions(width, side)
     out["mask_token"] = torch.zeros(1, 1, 16)
     out["decoder_embed.weight"] = torch.zeros(16, width)
     out["decoder_pred.weight"] = torch.zeros(48, 16)
     return out
+
+
+def _mae_positions(width: int, side: int) -> torch.Tensor:
+    """facebookresearch/mae's fixed table (util/pos_embed.py), from its formula: a zero CLS
+    row, then per patch (row-major) the 1-D sin-cos of its column in the first half of the
+    width and of its row in the second (the grid comes from meshgrid(w, h), w first)."""
+    omega = 1.0 / 10000 ** (np.arange(width // 4) / (width / 4))
+
+    def one_d(pos: np.ndarray) -> np.ndarray:
+        angles = np.outer(pos, omega)
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    cols, rows = np.meshgrid(np.arange(side), np.arange(side))  # w first
+    table = np.concatenate([one_d(cols.reshape(-1)), one_d(rows.reshape(-1))], axis=1)
+    table = np.concatenate([np.zeros((1, width)), table])
+    return torch.from_numpy(table).float()[None]
 
 
 def test_a_facebookresearch_mae_state_dict_starts_a_run(runs: dict, tmp_path: Path) -> None:
@@ -172,6 +188,7 @@ def test_a_facebookresearch_mae_state_dict_starts_a_run(runs: dict, tmp_path: Pa
     record = start_weights(graph.mae, spec, None, resuming=False)
     assert record is not None and record["kind"] == "timm / facebookresearch/mae ViT"
     assert {"pos_embed", "mask_token", "decoder_embed.weight"} <= set(record["not_loaded"])
+    assert "row and column halves swapped" in record["positions"]  # what the docs say
     loaded = graph.mae.state_dict()
     assert torch.equal(loaded["tokenizer.proj.weight"], state["patch_embed.proj.weight"])
     assert torch.equal(loaded["encoder.blocks.1.attn.qkv.bias"], state["blocks.1.attn.qkv.bias"])
