@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import metamask
+import metamask.errors
 from metamask.compose import build_graph
 from metamask.config import load_spec
 from metamask.downstream.embed import embed
@@ -345,3 +346,26 @@ def test_a_float64_run_exports_and_loads_in_float64(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(encoder.features(x), result.graph.mae.features(x))
     assert dataclasses.is_dataclass(encoder.config)
+
+
+def test_embed_reads_a_csv_with_a_label_column_and_refuses_a_wrong_width(
+    runs: dict, tmp_path: Path
+) -> None:
+    _, export, mae = runs["tabular"]
+    rows = np.random.default_rng(1).normal(size=(5, 13))
+    header = ",".join([*(f"f{i}" for i in range(13)), "label"])
+    lines = [",".join([*(f"{v:.6f}" for v in r), str(i % 3)]) for i, r in enumerate(rows)]
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text("\n".join([header, *lines]) + "\n")
+    index = embed(export, tmp_path / "f.npy", arrays=csv_path, progress=False)
+    assert index["shape"] == [5, 32] and index["splits"] == {"arrays": [0, 5]}
+    assert np.load(tmp_path / "f.labels.npy").tolist() == [0, 1, 2, 0, 1]
+    x = torch.tensor(np.round(rows, 6), dtype=torch.float32).reshape(5, 1, 13)
+    mae.eval()
+    with torch.no_grad():
+        assert np.array_equal(np.load(tmp_path / "f.npy"), mae.features(x).numpy())
+    wide = tmp_path / "wide.npz"
+    np.savez(wide, x=np.zeros((2, 14)))
+    with pytest.raises(metamask.errors.DataError, match=r"14 values.*\(1, 13\)"):
+        embed(export, tmp_path / "g.npy", arrays=wide, progress=False)
+    assert not (tmp_path / "g.npy").exists()
