@@ -2,12 +2,14 @@
 
     python examples/swap_hypergradient.py
 
-The lower node ``fit`` trains a linear model on 30 noisy training rows (20 features, so the
-penalty matters) with SGD, ``unroll_steps`` steps per window; the upper node ``tune`` moves
-``log lambda`` to lower the validation loss. Only the estimator on ``fit`` changes between
-runs (``use_estimator``): ``darts`` (identity inverse Hessian), ``cg`` (conjugate gradient on
+The graph is composed (``new_graph``, two custom nodes): the lower node ``fit`` trains a
+linear model on 30 noisy training rows (20 features, so the penalty matters) with SGD,
+``unroll_steps`` steps per window; the upper node ``tune`` moves ``log lambda`` to lower the
+validation loss. Only the estimator on ``fit`` changes between runs (its ``hypergradient``):
+``darts`` (identity inverse Hessian), ``cg`` (conjugate gradient on
 the lower Hessian) and ``unrolled`` (exact backpropagation through the window's SGD steps).
-The table compares, per estimator: the hypergradient at the start against the closed form
+The hypergradient each estimator composed is read with ``graph.hypergradient("tune")`` after
+tune's first step. The table compares, per estimator: that hypergradient against the closed form
 (at the lower optimum for darts/cg; of the unrolled objective for unrolled), the tuned
 lambda, the validation loss reached, and the wall time; the best lambda on a fine grid
 (closed-form ridge fits) is the reference.
@@ -28,10 +30,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metamask.graph import GraphEngine
-from metamask.hypergrad import use_estimator
-from metamask.nodes.base import Node
-from metamask.nodes.differentiable import DifferentiableNode
+from metamask.compose import new_graph
+from metamask.graph import Graph
 
 DTYPE = torch.float64
 FEATURES, TRAIN, VALID, UNROLL, ITERATIONS, LR = 20, 30, 200, 20, 60, 0.05
@@ -53,50 +53,46 @@ def make_data(seed: int = 0) -> dict[str, torch.Tensor]:
 class Penalty(nn.Module):
     """The upper variable: log lambda."""
 
-    def __init__(self) -> None:
+    def __init__(self, value: float) -> None:
         super().__init__()
-        self.log_lam = nn.Parameter(torch.tensor(math.log(1e-2), dtype=DTYPE))
+        self.log_lam = nn.Parameter(torch.tensor(value, dtype=DTYPE))
 
 
-class Fit(DifferentiableNode):
-    """Lower: mean squared error + lambda ||w||^2 / 2 on the training rows."""
+def build(
+    data: dict[str, torch.Tensor], estimator: str, options: dict[str, Any], start: torch.Tensor
+) -> Graph:
+    """The two-node graph, composed: ``fit`` (lower, the chosen estimator) under ``tune``."""
+    penalty = Penalty(math.log(1e-2))
+    fit = nn.Linear(FEATURES, 1, bias=False, dtype=DTYPE)
+    with torch.no_grad():
+        fit.weight.copy_(start)
 
-    def __init__(self, data: dict[str, torch.Tensor], penalty: Penalty) -> None:
-        module = nn.Linear(FEATURES, 1, bias=False, dtype=DTYPE)
-        super().__init__(
-            "fit", module, torch.optim.SGD(module.parameters(), lr=LR), unroll_steps=UNROLL
-        )
-        self.data, self.penalty = data, penalty
+    def fit_loss(batch: Any) -> torch.Tensor:
+        """Lower: mean squared error + lambda ||w||^2 / 2 on the training rows."""
+        residual = fit(data["x"]).squeeze(-1) - data["y"]
+        return (residual**2).mean() / 2 + penalty.log_lam.exp() * (fit.weight**2).sum() / 2
 
-    def get_batch(self) -> Any:
-        return (self.data["x"], self.data["y"])
+    def tune_loss(batch: Any) -> torch.Tensor:
+        """Upper: the validation loss of the fitted model."""
+        return ((fit(data["xv"]).squeeze(-1) - data["yv"]) ** 2).mean() / 2
 
-    def training_step(self, batch: Any) -> torch.Tensor:
-        x, y = batch
-        w = self.module.weight
-        return ((self(x).squeeze(-1) - y) ** 2).mean() / 2 + self.penalty.log_lam.exp() * (
-            w * w
-        ).sum() / 2
-
-
-class Tune(Node):
-    """Upper: validation loss of the fitted model; its optimizer moves log lambda."""
-
-    def __init__(self, data: dict[str, torch.Tensor], penalty: Penalty, fit: Fit) -> None:
-        super().__init__("tune", penalty, torch.optim.Adam(penalty.parameters(), lr=0.1))
-        self.data, self.fit_node = data, fit
-        self.first_grad: float | None = None
-
-    def get_batch(self) -> Any:
-        return (self.data["xv"], self.data["yv"])
-
-    def training_step(self, batch: Any) -> torch.Tensor:
-        x, y = batch
-        return ((self.fit_node.module(x).squeeze(-1) - y) ** 2).mean() / 2
-
-    def grad_callback(self) -> None:
-        if self.first_grad is None:
-            self.first_grad = float(self.module.log_lam.grad)
+    g = new_graph(None, steps=ITERATIONS * UNROLL, name="ridge", source="<swap_hypergradient>")
+    g.node(
+        "fit",
+        module=fit,
+        loss=fit_loss,
+        optimizer={"type": "sgd", "lr": LR, "weight_decay": 0.0},
+        hypergradient={"type": estimator, **options},
+        unroll_steps=UNROLL,
+    )
+    g.node(
+        "tune",
+        module=penalty,
+        loss=tune_loss,
+        optimizer={"type": "adam", "lr": 0.1, "weight_decay": 0.0},
+    )
+    g.u2l("tune", "fit").l2u("fit", "tune")
+    return g.build()
 
 
 def ridge_solution(data: dict[str, torch.Tensor], lam: float) -> torch.Tensor:
@@ -128,18 +124,7 @@ def closed_form_hypergradient(data: dict[str, torch.Tensor], lam: float, estimat
 def main() -> list[dict[str, float]]:
     """Run the comparison, print the table and return its rows."""
     data = make_data()
-    penalty = Penalty()
-    fit = Fit(data, penalty)
-    tune = Tune(data, penalty, fit)
-    engine = GraphEngine(
-        [fit, tune], {"u2l": {tune: [fit]}, "l2u": {fit: [tune]}}, torch.device("cpu")
-    )
-    engine.train()
-    start_weights, start_log_lam = (
-        fit.module.weight.detach().clone(),
-        penalty.log_lam.detach().clone(),
-    )
-
+    start_log_lam = math.log(1e-2)
     grid = torch.logspace(-4, 1, 400, dtype=DTYPE)
     best = min(grid.tolist(), key=lambda lam: valid_loss(data, ridge_solution(data, lam)))
     table = Table(title="ridge penalty tuned through one graph, three estimators")
@@ -154,39 +139,33 @@ def main() -> list[dict[str, float]]:
         table.add_column(column, justify="left" if column == "estimator" else "right")
 
     rows: list[dict[str, float]] = []
+    lam0 = math.exp(start_log_lam)
     for estimator, options in [("darts", {}), ("cg", {"iterations": 20}), ("unrolled", {})]:
-        with torch.no_grad():  # same starting point for every estimator
-            fit.module.weight.zero_() if estimator == "unrolled" else fit.module.weight.copy_(
-                start_weights
-            )
-            penalty.log_lam.copy_(start_log_lam)
-        fit.optimizer.state.clear()
-        tune.optimizer.state.clear()
-        fit.reset_trajectory()
-        tune.first_grad = None
-        use_estimator(fit, estimator, **options)
-        if estimator != "unrolled":  # implicit estimators: start with the lower at its optimum
-            with torch.no_grad():
-                fit.module.weight.copy_(ridge_solution(data, float(start_log_lam.exp())))
-        lam0 = float(start_log_lam.exp())
+        # implicit estimators start with the lower at its optimum; unrolled from w = 0
+        if estimator == "unrolled":
+            start_w = torch.zeros(1, FEATURES, dtype=DTYPE)
+        else:
+            start_w = ridge_solution(data, lam0).unsqueeze(0)
+        graph = build(data, estimator, options, start_w)
+        graph.train()
+        first: float | None = None
         start = time.perf_counter()
         for _ in range(ITERATIONS * UNROLL):
-            engine.global_step += 1
-            engine.train_step()
+            stepped = graph.step()
+            if first is None and graph.nodes["tune"] in stepped:
+                # the hypergradient the estimator composed for tune's first step
+                first = float(graph.hypergradient("tune")["log_lam"])
         seconds = time.perf_counter() - start
-        lam = float(penalty.log_lam.detach().exp())
-        rows.append(
-            {
-                "first": float(tune.first_grad or 0.0),
-                "closed": closed_form_hypergradient(data, lam0, estimator),
-            }
-        )
+        lam = float(graph.nodes["tune"].module.log_lam.detach().exp())
+        closed = closed_form_hypergradient(data, lam0, estimator)
+        rows.append({"first": float(first or 0.0), "closed": closed})
+        fitted = graph.nodes["fit"].module.weight.detach().squeeze(0)
         table.add_row(
             estimator,
-            f"{tune.first_grad:+.4f}",
-            f"{closed_form_hypergradient(data, lam0, estimator):+.4f}",
+            f"{first:+.4f}",
+            f"{closed:+.4f}",
             f"{lam:.4f}",
-            f"{valid_loss(data, fit.module.weight.detach().squeeze(0)):.4f}",
+            f"{valid_loss(data, fitted):.4f}",
             f"{seconds:.2f}",
         )
     table.add_row(

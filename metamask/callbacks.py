@@ -173,3 +173,85 @@ def summary_writer_class() -> Any:
             "(pip install tensorboard)"
         ) from None
     return SummaryWriter
+
+
+class HypergradientAudit:
+    """The hypergradient audit's cadence and logs (``hypergradient: {audit: ...}`` on a node).
+
+    Installs :class:`metamask.hypergrad.audit.Auditor`'s hooks on the graph's nodes at the
+    start and takes them off at the end. After each engine step, each finished audit of an
+    edge ``audited->upper`` becomes a ``metrics.jsonl`` row (``{"step", "audit": edge,
+    "reference", "cosine", "norm_ratio", "relative_error", "same_sign",
+    "reference_seconds", ...}``, no ``node`` key: loss readers skip it) and TensorBoard
+    scalars ``audit/<edge>/<measure>``; a reference CG that stopped on non-positive
+    curvature is warned about on the console. :attr:`summary` holds the medians per edge
+    (from the whole ``metrics.jsonl`` of a run folder, earlier legs of a resumed run
+    included), which the end of the run prints.
+    """
+
+    def __init__(self, path: Path | None, tensorboard: Path | None = None) -> None:
+        self.path = path
+        self.tensorboard = tensorboard
+        self.rows: list[dict[str, Any]] = []
+        self.summary: dict[str, dict[str, Any]] = {}
+        self._auditor: Any = None
+        self._handle: IO[bytes] | None = None
+        self._writer: Any = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from metamask.hypergrad.audit import Auditor
+
+        self._auditor = Auditor(trainer.graph.nodes, trainer.graph.audits)
+        self._auditor.install()
+        try:
+            if self.path is not None:
+                self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115 (on_train_end)
+            if self.tensorboard is not None:
+                purge = trainer.step + 1 if trainer.step > 0 else None
+                self._writer = summary_writer_class()(str(self.tensorboard), purge_step=purge)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: could not write ({exc.strerror or exc})") from None
+
+    def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
+        from metamask.hypergrad.audit import result_row
+
+        results, self._auditor.results = self._auditor.results, []
+        if not results:
+            return
+        elapsed = round(trainer.elapsed(), 3)
+        lines = []
+        for result in results:
+            if result.warning:
+                trainer.console.print(f"[yellow]audit:[/] {result.warning}", highlight=False)
+            row = {"step": trainer.step, **result_row(result), "time": elapsed}
+            self.rows.append(row)
+            lines.append(json.dumps(row) + "\n")
+            if self._writer is not None:
+                for key, value in result.metrics.items():
+                    self._writer.add_scalar(f"audit/{row['audit']}/{key}", value, trainer.step)
+        if self._handle is not None:
+            append_whole(self._handle, "".join(lines).encode())
+        if self._writer is not None:
+            self._writer.flush()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        from metamask.hypergrad.audit import audit_summary, read_audit_rows
+
+        if self._auditor is not None:
+            self._auditor.remove()
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        rows = read_audit_rows(self.path) if self.path is not None else self.rows
+        self.summary = audit_summary(rows)
+        for edge, entry in self.summary.items():
+            cosine = entry.get("median_cosine")
+            shown = "no audit finished" if cosine is None else f"median cosine {cosine:+.3f}"
+            trainer.console.print(
+                f"hypergradient audit {edge}: {shown} over {entry['audits']} audits "
+                f"(reference {entry['reference']})",
+                highlight=False,
+            )

@@ -140,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
 
     _add_downstream(sub)
+    audit = sub.add_parser(
+        "audit", help="audit a run's hypergradient estimators at its checkpoint (no training)"
+    )
+    audit.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    audit.add_argument("--node", default=None, help="audit this node only (default: every one)")
+    audit.add_argument(
+        "--reference", default=None, help="unrolled | cg | implicit_cg (default: the spec's)"
+    )
+    audit.add_argument("--batches", type=int, default=8, help="engine cycles audited (8)")
+    audit.add_argument(
+        "--out", type=Path, default=None, help="the JSON report (default: RUN_DIR.audit.json)"
+    )
+
     datasets = sub.add_parser("datasets", help="list datasets and whether they load here")
     datasets.add_argument("--data-root", default=None, help="folder of real DABS data")
     for command in sub.choices.values():  # `--debug` after the command too, e.g. `run X --debug`
@@ -232,6 +245,8 @@ def _main(args: argparse.Namespace) -> int:
             from metamask.downstream.commands import run_command
 
             return run_command(args, console)
+        if args.command == "audit":
+            return cmd_audit(args, console)
         return cmd_datasets(args, console)
     except MetamaskError as exc:
         if args.debug:
@@ -331,6 +346,19 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return 0
     row = results_row(result.results)  # every metric computed: probe and fine-tuning
     print_table(results_table([row], f"results ({out}/results.json)", row.keys()), console)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, console: Console) -> int:
+    """``metamask audit RUN_DIR``: the estimators against exact references, at the checkpoint."""
+    from metamask.checkpoint import write_json
+    from metamask.run_audit import audit_run, audit_table
+
+    report = audit_run(args.run_dir, args.node, args.reference, args.batches)
+    out = args.out or args.run_dir.parent / f"{args.run_dir.name}.audit.json"
+    write_json(out, report)
+    console.print(audit_table(report))
+    console.print(f"report: {out}")
     return 0
 
 

@@ -27,7 +27,7 @@ node type cannot use, an unknown node type or option.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from metamask import distributed
+from metamask.callbacks import Callback
 from metamask.config import (
     GraphSpec,
     NodeSpec,
@@ -51,6 +52,7 @@ from metamask.config.origins import located, located_estimator
 from metamask.data.base import ArrayDataset, DataBundle
 from metamask.errors import ConfigError, GraphError
 from metamask.graph import Graph, GraphEngine
+from metamask.hypergrad.audit import AuditOptions, check_auditable, parse_audit
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.context import BuildContext
 from metamask.nodes.custom import CustomLoss, custom_builder
@@ -252,7 +254,34 @@ class GraphBuilder:
         }
         engine = GraphEngine(problems, dependencies, self.device, distributed.current())
         install_paths(spec.graph, context.nodes)
-        return Graph(engine, {name: context.nodes[name] for name in spec.graph.nodes}, context)
+        audits = self._audits(spec, context.nodes)
+        nodes = {name: context.nodes[name] for name in spec.graph.nodes}
+        return Graph(engine, nodes, context, audits)
+
+    def _audits(self, spec: RunSpec, nodes: Mapping[str, Any]) -> dict[str, AuditOptions]:
+        """Each node's ``hypergradient.audit`` (metamask.hypergrad.audit), validated and checked
+        against the node's shape (a reference that cannot be exact there is refused)."""
+        audits: dict[str, AuditOptions] = {}
+        paths = [path for node in nodes.values() for path in node._paths]
+        for name, node_spec in spec.graph.nodes.items():
+            where = f"graph.nodes.{name}.hypergradient"
+            options = parse_audit(node_spec.hypergradient, self.source, where)
+            if options is None:
+                continue
+            node = nodes[name]
+            if node.hypergradient_in_graph:
+                raise ConfigError(
+                    f"{self.source}: {where}.audit: '{name}' passes gradients inside autograd "
+                    "(a latent solver), which the audit does not compare yet"
+                )
+            if distributed.current() is not None:
+                raise GraphError(
+                    f"{self.source}: {where}.audit: the audit runs in one process; train "
+                    "without --distributed to audit"
+                )
+            check_auditable(node, options, self.source, paths)
+            audits[name] = options
+        return audits
 
     def _context(self) -> BuildContext:
         return BuildContext(
@@ -340,13 +369,17 @@ def train(
     out_dir: Path | None = None,
     progress: bool = False,
     console: Console | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainSummary:
     """Run ``graph`` for its spec's ``train.steps`` with metamask's :class:`Trainer`.
 
     With ``out_dir``, writes ``metrics.jsonl`` and a checkpoint there (as ``metamask run``).
+    ``callbacks`` (:class:`metamask.callbacks.Callback`) run after each engine step, e.g. to
+    read ``trainer.graph.hypergradient(name)`` for each node in ``stepped``.
     """
     spec = graph.context.spec
-    return Trainer(graph, spec, out_dir, console or Console(stderr=True), progress).run()
+    console = console or Console(stderr=True)
+    return Trainer(graph, spec, out_dir, console, progress, callbacks).run()
 
 
 __all__ = [

@@ -9,7 +9,7 @@ collide with them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,6 +18,8 @@ from betty.engine import Engine
 from betty.logging.logger_base import get_logger as _betty_logger
 
 from metamask import distributed, precision
+from metamask.hypergrad.audit import AuditOptions
+from metamask.hypergrad.autodiff import trainable_names
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext
@@ -84,6 +86,8 @@ class Graph:
     engine: GraphEngine
     nodes: dict[str, Node]
     context: BuildContext
+    #: the audited nodes' ``hypergradient.audit`` options (metamask.hypergrad.audit), by name
+    audits: dict[str, AuditOptions] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Every node steps in ``train.precision`` (autocast, fp16 loss scalers; TF32 on CUDA
@@ -99,6 +103,35 @@ class Graph:
         self.engine.global_step += 1
         self.engine.train_step()
         return [node for name, node in self.nodes.items() if node.local_step != before[name]]
+
+    def hypergradient(self, name: str) -> dict[str, torch.Tensor]:
+        """Node ``name``'s indirect gradient from its last step, by parameter name.
+
+        The sum, over the node's paths to its lowers, of the composed estimator terms (each
+        lower's ``hypergradient`` estimator, chained along the path): what the estimators added
+        to the direct gradient of the node's own loss before its optimizer stepped. Detached,
+        in the parameters' dtype; kept until the node's next step. A gradient that reaches the
+        node through autograd itself (MetaMAE's outer node, ``hypergradient_in_graph``) is part
+        of the direct gradient and not reported here.
+
+        Raises:
+            KeyError: no node ``name`` (the message names the nodes).
+            ValueError: the node differentiates through no lower with an estimator.
+            RuntimeError: the node has not stepped yet.
+        """
+        node = self.nodes.get(name)
+        if node is None:
+            raise KeyError(f"no node {name!r} in this graph; nodes: {sorted(self.nodes)}")
+        if not any(not path[1].hypergradient_in_graph for path in node._paths):
+            raise ValueError(
+                f"node '{name}' has no hypergradient: it differentiates through no lower node "
+                "with an estimator (it is no upper of a u2l edge, or its lowers pass gradients "
+                "inside autograd)"
+            )
+        if node.last_hypergradient is None:
+            raise RuntimeError(f"node '{name}' has not stepped yet (call graph.step() first)")
+        names = trainable_names(node)
+        return dict(zip(names, node.last_hypergradient, strict=True))
 
     @property
     def mae(self) -> MaskedAutoencoder:

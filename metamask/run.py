@@ -172,6 +172,8 @@ def _run_spec(
         "versions": versions(),
         "evaluations": history,  # a resumed run keeps those of its earlier finish
     }
+    if summary.audit:  # the hypergradient audit's medians per edge (metamask.hypergrad.audit)
+        results["audit"] = summary.audit
     if out_dir is not None:
         write_json(out_dir / RESULTS_NAME, results)
         if probe is not None:

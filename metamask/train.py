@@ -44,6 +44,7 @@ from metamask import distributed
 from metamask.callbacks import (
     TENSORBOARD_DIR,
     Callback,
+    HypergradientAudit,
     MetricsLog,
     StatefulCallback,
     TensorBoardLog,
@@ -80,6 +81,8 @@ class TrainSummary:
     checkpoint_seconds: float = 0.0  # wall time spent writing checkpoints (this call)
     #: one entry per resume: from_step, at (local time), seconds (that leg's training time)
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    #: per audited edge, the hypergradient audit's medians (metamask.hypergrad.audit)
+    audit: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class TrainSummary:
             "skipped": self.skipped,
             "checkpoint_seconds": self.checkpoint_seconds,
             "resumes": self.resumes,
+            **({"audit": self.audit} if self.audit else {}),
         }
 
 
@@ -146,6 +150,15 @@ class Trainer:
             if spec.train.tensorboard:  # the same scalars as event files (needs tensorboard)
                 folder = out_dir / TENSORBOARD_DIR
                 self.callbacks.append(TensorBoardLog(folder))
+        #: the hypergradient audit's callback, when a node's hypergradient has an audit
+        self.audit: HypergradientAudit | None = None
+        if graph.audits:
+            metrics = out_dir / METRICS_NAME if self.writes and out_dir is not None else None
+            events = None
+            if metrics is not None and spec.train.tensorboard:
+                events = metrics.parent / TENSORBOARD_DIR
+            self.audit = HypergradientAudit(metrics, events)
+            self.callbacks.append(self.audit)
         self.callbacks.extend(callbacks)
 
     @property
@@ -203,6 +216,7 @@ class Trainer:
             skipped={n: node.skipped for n, node in self.graph.nodes.items() if node.skipped},
             checkpoint_seconds=self.checkpoint_seconds,
             resumes=clock["resumes"],
+            audit=self.audit.summary if self.audit is not None else {},
         )
 
     def elapsed(self) -> float:

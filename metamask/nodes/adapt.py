@@ -106,7 +106,8 @@ class Adapt(Node):
             raise RuntimeError(f"node '{self.name}' has not stepped yet")
         return self._task
 
-    def one_step_descent(self, batch: Any = None) -> dict[str, float]:
+    def descend(self, batch: Any = None) -> dict[str, float]:
+        """Solve the batch's task (no parameters of its own to update)."""
         if batch is None:
             self.cur_batch = self.get_batch()
             batch = self.cur_batch

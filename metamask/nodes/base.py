@@ -25,7 +25,7 @@ What this layer changes in betty-ml 0.2.1, and why (see docs/architecture.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +37,11 @@ from metamask import distributed, precision
 from metamask.errors import NonFiniteError
 from metamask.hypergrad.paths import path_gradient
 from metamask.hypergrad.registry import reads_applied_grads
+
+#: ``hook(node, loss, paths)`` before a node's gradients; returns what to run after them
+BackwardHook = Callable[["Node", torch.Tensor, Sequence[Sequence[Any]]], Callable[[], None] | None]
+#: ``hook(node)`` before a node's step; returns what to run after it (or None)
+StepHook = Callable[["Node"], Callable[[], None] | None]
 
 
 class Node(ImplicitProblem):
@@ -68,6 +73,11 @@ class Node(ImplicitProblem):
     record_gradients: bool = False
     #: the gradient of each trainable parameter from the last backward (``record_gradients``)
     last_gradients: list[torch.Tensor] | None = None
+
+    #: the indirect gradient of each trainable parameter from this node's last backward: the
+    #: sum over its explicit paths of the composed estimator terms (detached; None before the
+    #: first backward, or without explicit paths); read it with ``Graph.hypergradient``
+    last_hypergradient: list[torch.Tensor] | None = None
 
     #: a non-finite loss term or gradient: "stop" raises NonFiniteError; "skip" drops the
     #: batch (no update) and counts it in :attr:`skipped` (set from ``train.on_nonfinite``)
@@ -105,11 +115,22 @@ class Node(ImplicitProblem):
         self.applied_grads: list[torch.Tensor] | None = None
         #: batches dropped because of a non-finite value (``on_nonfinite: skip``)
         self.skipped = 0
-        # Betty calls ``self.one_step_descent()``; this instance attribute puts the skip guard
-        # around whichever override the node type defines (subclasses' own ``super()`` calls
-        # go through the class and are not guarded twice).
-        self.one_step_descent = self._guarded_descent  # type: ignore[method-assign]
-        self.backward = self._backward_outside_autocast  # type: ignore[method-assign]
+        #: called after each backward with the node and its backward's arguments (the
+        #: hypergradient audit reads the composed gradient there); set by the trainer
+        self.backward_hooks: list[BackwardHook] = []
+        #: called before each step with the node; each returns what to run after the step
+        #: (on a step not dropped by the guard), under the step's precision; set by the trainer
+        self.step_hooks: list[StepHook] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a node type that overrides the step's templates instead of their hooks."""
+        super().__init_subclass__(**kwargs)
+        for template, hook in (("one_step_descent", "descend"), ("backward", "compute_gradients")):
+            if template in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} overrides Node.{template}, the step every node runs "
+                    f"(precision, non-finite guard, hooks); override Node.{hook} instead"
+                )
 
     def set_precision(self, mode: str) -> None:
         """Run this node's steps in ``mode`` (fp32 | bf16 | fp16); fp16 gives a node with
@@ -213,27 +234,54 @@ class Node(ImplicitProblem):
         self.last_metrics = metrics
         return metrics
 
+    # -- the step: templates Betty calls, and the hooks node types override -------------------
+    #
+    # Betty's engine calls ``one_step_descent`` on each node, and Betty's step calls
+    # ``backward``. Both are templates that every node runs as written here; node types
+    # change what happens inside them through ``descend`` and ``compute_gradients``:
+    #
+    #   one_step_descent(batch)                  (template)
+    #     under autocast (train.precision)
+    #       step_hooks(node)                     (the trainer's: the audit's shadow steps)
+    #       guard (on_nonfinite: skip)           drops a batch whose loss/gradient is not finite
+    #         descend(batch)                     (hook; default: Betty's step)
+    #           ... get_loss -> backward -> optimizer_step
+    #       what the step_hooks returned         (unless the guard dropped the batch)
+    #   backward(loss, params, paths, ...)       (template)
+    #     outside autocast (fp32 for in-graph hypergradients)
+    #       compute_gradients(...)               (hook; default: direct + one term per path)
+    #     backward_hooks(node, loss, paths)      (the trainer's: the hypergradient audit)
+
     def one_step_descent(self, batch: Any = None) -> dict[str, float]:
-        """Betty's step: load a batch, loss, gradients, update (node types may override)."""
+        """One step of this node: :meth:`descend` under the node's precision and, with
+        ``on_nonfinite: skip``, the non-finite guard (:meth:`_skip_guard`)."""
+        with precision.autocast(self.device, self.compute_precision):
+            after = [hook(self) for hook in self.step_hooks]
+            skipped = self.skipped
+            guarded = self.on_nonfinite == "skip"
+            result = self._skip_guard(batch) if guarded else self.descend(batch)
+            if self.skipped == skipped:
+                for finish in after:
+                    if finish is not None:
+                        finish()
+            return result
+
+    def descend(self, batch: Any = None) -> dict[str, float]:
+        """The node type's step: load a batch, loss, gradients, update (Betty's, by default).
+
+        Override this, not :meth:`one_step_descent`, in a node type with a step of its own.
+        """
         result: dict[str, float] = super().one_step_descent(batch)
         return result
 
-    def _guarded_descent(self, batch: Any = None) -> dict[str, float]:
-        """The node type's ``one_step_descent``; with ``on_nonfinite: skip``, a NonFiniteError
-        drops the batch: no parameter update, gradients cleared, buffers the forward pass
-        changed (BatchNorm statistics of the bad batch) put back, the skip counted."""
-        with precision.autocast(self.device, self.compute_precision):
-            return self._skip_guard(batch)
-
     def _skip_guard(self, batch: Any) -> dict[str, float]:
-        if self.on_nonfinite != "skip":
-            result: dict[str, float] = type(self).one_step_descent(self, batch)
-            return result
+        """:meth:`descend`; a NonFiniteError drops the batch: no parameter update, gradients
+        cleared, buffers the forward pass changed (BatchNorm statistics of the bad batch) put
+        back, the skip counted."""
         buffers = list(self.module.buffers())
         saved = [b.detach().clone() for b in buffers]
         try:
-            result = type(self).one_step_descent(self, batch)
-            return result
+            return self.descend(batch)
         except NonFiniteError:
             self.zero_grad()
             with torch.no_grad():
@@ -252,24 +300,6 @@ class Node(ImplicitProblem):
             loss = self.scaler.scale(loss)
         return loss / self.gas, metrics
 
-    def _backward_outside_autocast(
-        self,
-        loss: torch.Tensor,
-        params: Sequence[torch.Tensor],
-        paths: Sequence[Sequence[Any]],
-        create_graph: bool = False,
-        retain_graph: bool = True,
-        allow_unused: bool = True,
-    ) -> None:
-        """The node type's ``backward`` with autocast off: the backward ops keep the dtypes
-        the forward chose, and the estimators' own passes run in fp32. A backward through an
-        in-graph hypergradient (MetaMAE's outer node: the double backward through the support
-        pass) runs wholly in fp32 (:func:`metamask.precision.full_precision`: no TF32 either)."""
-        strict = any(path[1].hypergradient_in_graph for path in paths)
-        region = precision.full_precision() if strict else precision.no_autocast()
-        with region:
-            type(self).backward(self, loss, params, paths, create_graph, retain_graph, allow_unused)
-
     def backward(
         self,
         loss: torch.Tensor,
@@ -279,7 +309,35 @@ class Node(ImplicitProblem):
         retain_graph: bool = True,
         allow_unused: bool = True,
     ) -> None:
-        """Direct gradient of this node's loss, plus one estimator term per upper->lower path."""
+        """:meth:`compute_gradients` with autocast off, then :attr:`backward_hooks`.
+
+        The backward ops keep the dtypes the forward chose, and the estimators' own passes run
+        in fp32. A backward through an in-graph hypergradient (MetaMAE's outer node: the double
+        backward through the support pass) runs wholly in fp32
+        (:func:`metamask.precision.full_precision`: no TF32 either). Each hook runs before the
+        gradients are computed and returns a callable run after them (or None): the audit
+        computes its reference on the loss's graph before the estimators free it.
+        """
+        after = [hook(self, loss, paths) for hook in self.backward_hooks]
+        strict = any(path[1].hypergradient_in_graph for path in paths)
+        region = precision.full_precision() if strict else precision.no_autocast()
+        with region:
+            self.compute_gradients(loss, params, paths, create_graph, retain_graph, allow_unused)
+        for finish in after:
+            if finish is not None:
+                finish()
+
+    def compute_gradients(
+        self,
+        loss: torch.Tensor,
+        params: Sequence[torch.Tensor],
+        paths: Sequence[Sequence[Any]],
+        create_graph: bool = False,
+        retain_graph: bool = True,
+        allow_unused: bool = True,
+    ) -> None:
+        """Direct gradient of this node's loss, plus one estimator term per upper->lower path
+        (the hook of :meth:`backward`; node types with other gradients override it)."""
         params = list(params)
         explicit = [path for path in paths if not path[1].hypergradient_in_graph]
         grads = torch.autograd.grad(
@@ -290,15 +348,24 @@ class Node(ImplicitProblem):
             allow_unused=True,
         )
         self.set_grads(params, grads)
+        composed: list[torch.Tensor] | None = None
         for i, path in enumerate(explicit):
             last = i == len(explicit) - 1
-            self.set_grads(params, path_gradient(loss, path, retain_graph=retain_graph or not last))
+            indirect = path_gradient(loss, path, retain_graph=retain_graph or not last)
+            self.set_grads(params, indirect)
+            composed = indirect if composed is None else add_lists(composed, indirect)
+        if composed is not None:
+            self.keep_hypergradient(composed)
         if self.record_gradients:
             self.last_gradients = [
                 torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params
             ]
         if distributed.current() is None and self.scaler is None:  # else in optimizer_step
             self._check_grads(params)
+
+    def keep_hypergradient(self, indirect: Sequence[torch.Tensor]) -> None:
+        """Keep this backward's composed indirect gradient (:attr:`last_hypergradient`)."""
+        self.last_hypergradient = [g.detach() for g in indirect]
 
     def _check_grads(self, params: Sequence[torch.Tensor]) -> None:
         grads = [p.grad for p in params if p.grad is not None]
@@ -395,6 +462,10 @@ class Node(ImplicitProblem):
     def local_step(self) -> int:
         """How many steps this node has taken."""
         return int(self._count)
+
+
+def add_lists(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [x + y for x, y in zip(a, b, strict=True)]
 
 
 def _to_floats(values: Sequence[Any]) -> list[float]:

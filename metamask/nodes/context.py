@@ -24,6 +24,7 @@ from metamask.data.augment import active as augmentation_active
 from metamask.data.base import DataBundle
 from metamask.data.bundles import IndexSubset
 from metamask.errors import ConfigError, DataError, GraphError
+from metamask.hypergrad.audit import split_audit
 from metamask.hypergrad.registry import estimator_options
 from metamask.models.mae import MaskedAutoencoder
 from metamask.models.transformer import compile_in_place
@@ -146,7 +147,8 @@ class BuildContext:
         if edge_estimator:
             where = f"graph.nodes.{name}.hypergradient"
             estimator = spec.hypergradient.type
-            options = estimator_options(spec.hypergradient, self.source, where)
+            own, _ = split_audit(spec.hypergradient)  # the audit: metamask.hypergrad.audit
+            options = estimator_options(own, self.source, where)
         loader = None
         if reads_data:
             dataset = self.dataset(name, data)

@@ -45,7 +45,7 @@ from metamask.hypergrad.diffopt import (
 )
 from metamask.hypergrad.paths import path_gradient
 from metamask.hypergrad.registry import get_estimator
-from metamask.nodes.base import Node
+from metamask.nodes.base import Node, add_lists
 
 
 class DifferentiableNode(Node):
@@ -81,10 +81,11 @@ class DifferentiableNode(Node):
         """Betty's hook at the first step of each unroll window: start a new trajectory."""
         self.reset_trajectory()
 
-    def one_step_descent(self, batch: Any = None) -> dict[str, float]:
+    def descend(self, batch: Any = None) -> dict[str, float]:
+        """Betty's step, or the functional step when the estimator unrolls."""
         if not self.unrolls:
             self.reset_trajectory()
-            result: dict[str, float] = super().one_step_descent(batch)
+            result: dict[str, float] = super().descend(batch)
             return result
         if batch is None:
             self.cur_batch = self.get_batch()
@@ -117,9 +118,13 @@ class DifferentiableNode(Node):
             for g, w in zip(grads, self._weights, strict=True)
         ]
         explicit = [path for path in self._paths if not path[1].hypergradient_in_graph]
+        composed: list[torch.Tensor] | None = None
         for path in explicit:  # this node's own lowers: their terms enter detached
             indirect = path_gradient(loss, path, retain_graph=True)
             total = [t + i.detach() for t, i in zip(total, indirect, strict=True)]
+            composed = indirect if composed is None else add_lists(composed, indirect)
+        if composed is not None:
+            self.keep_hypergradient(composed)
         self._check_finite(total)
         self._weights, self._opt_state = differentiable_step(
             self.optimizer, params, self._weights, total, self._opt_state

@@ -77,7 +77,7 @@ class Mask(Node):
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         return self.head.heldout_loss(batch)
 
-    def backward(
+    def compute_gradients(
         self,
         loss: torch.Tensor,
         params: Sequence[torch.Tensor],
@@ -91,9 +91,11 @@ class Mask(Node):
         (The direct gradient is None: the split-B loss does not read the masker.)
         """
         params = list(params)
-        self.set_grads(params, summed_path_gradient(loss, paths, self))
+        indirect = summed_path_gradient(loss, paths, self)
+        self.set_grads(params, indirect)
+        self.keep_hypergradient(indirect)
         self.head.release()  # the head's kept encoder graph has served its last use
-        super().backward(loss, params, [], create_graph, retain_graph, allow_unused)
+        super().compute_gradients(loss, params, [], create_graph, retain_graph, allow_unused)
 
 
 @register_node_type("mask", MaskOptions, "MLO-MAE level 3: the masker, head loss on split B")

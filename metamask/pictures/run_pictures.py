@@ -1,5 +1,6 @@
 """The pictures at the end of a run: ``losses.png``, ``reconstructions.png``, ``masks.png`` and
-``mask_diversity.png`` (a learned masker)."""
+``mask_diversity.png`` (a learned masker), ``hypergradient_audit.png`` (an audited
+estimator)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from metamask.graph import Graph
+from metamask.pictures.audit import AUDIT_PICTURE, audit_picture
 from metamask.pictures.curves import loss_curves
 from metamask.pictures.diversity import MASK_DIVERSITY, diversity_curves
 from metamask.pictures.reconstructions import reconstruction_picture
@@ -23,7 +25,8 @@ def draw_run_pictures(
     """Write the run's pictures into ``out_dir`` and return their paths: the loss curves of
     ``metrics`` (metrics.jsonl), reconstructions of the first ``count`` examples of
     ``dataset`` (the validation split: the same examples every run) and, when the graph
-    learns its masks, ``masks.png`` and ``mask_diversity.png`` (from ``metrics``)."""
+    learns its masks, ``masks.png`` and ``mask_diversity.png`` (from ``metrics``); with a
+    hypergradient audit, ``hypergradient_audit.png``."""
     step = graph.engine.global_step
     written = [
         loss_curves(metrics, out_dir / LOSSES, title=f"losses to engine step {step}"),
@@ -35,5 +38,6 @@ def draw_run_pictures(
         ),
         save_mask_picture(graph, dataset, out_dir),
         diversity_curves(metrics, out_dir / MASK_DIVERSITY, title=f"to engine step {step}"),
+        audit_picture(metrics, out_dir / AUDIT_PICTURE, title=f"audit to engine step {step}"),
     ]
     return [path for path in written if path is not None]

@@ -1,0 +1,141 @@
+"""Every edge estimator on MLO-MAE digits, audited against ``unrolled`` while it trains (seeds).
+
+    nice -n 10 python benchmarks/audit_table.py --out benchmarks/results/audit_table  # resumable
+    python benchmarks/audit_table.py --out /tmp/audit_table --steps 8 --seeds 0     # a smoke run
+
+For each estimator (the same on both edges of ``problems/mlomae-digits.yaml``: ``pretrain``,
+the masker's edge, and ``head``) and each seed, one run of ``--steps`` engine steps
+(``--backbone``, one thread, no probe) with both nodes audited against ``unrolled`` every
+``--every`` mask steps. Each finished run is a folder under ``--out`` (``metamask run`` with
+its own ``results.json``); a run already finished is skipped, so the script resumes where it
+was stopped. After each run, ``table.json`` and ``table.md`` under ``--out`` are rewritten
+from every finished run: per estimator and edge, the cosine with the reference at each audit
+(mean over seeds) and the median over training per seed.
+
+MetaMAE (2nd vs 1st order) and ``metamae+mask`` are not audited: their inner node passes
+gradients inside autograd (latent solvers), which the audit refuses (docs/hypergradients.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "problems" / "mlomae-digits.yaml"
+#: the edge estimators with their options (cg and the solvers with enough iterations to solve)
+ESTIMATORS = {
+    "darts": "{type: darts}",
+    "sama": "{type: sama}",
+    "neumann": "{type: neumann, iterations: 5, alpha: 0.1}",
+    "cg": "{type: cg, iterations: 20}",
+    "implicit_cg": "{type: implicit_cg, iterations: 20}",
+    "implicit_neumann": "{type: implicit_neumann, iterations: 5, alpha: 0.1}",
+}
+
+
+def hypergradient(estimator: str, every: int) -> str:
+    """The node's ``hypergradient`` block: the estimator with an unrolled audit."""
+    block = ESTIMATORS[estimator]
+    return block[:-1] + f", audit: {{every: {every}, reference: unrolled}}}}"
+
+
+def run_one(out: Path, estimator: str, seed: int, args: argparse.Namespace) -> bool:
+    """Train one run into ``out`` (skipped when finished); True when it finished."""
+    if (out / "results.json").is_file():
+        return True
+    command = [sys.executable, "-m", "metamask", "run", str(SPEC), "--quiet", "--out", str(out)]
+    if (out / "checkpoint.pt").is_file():
+        command = [sys.executable, "-m", "metamask", "run", "--resume", str(out), "--quiet"]
+    else:
+        settings = [
+            f"model.backbone={args.backbone}",
+            "train.threads=1",
+            f"train.steps={args.steps}",
+            f"train.checkpoint_every={args.checkpoint_every}",
+            "eval.enabled=false",
+            "train.log_every=1",
+            f"seed={seed}",
+        ]
+        settings += [
+            f"graph.nodes.{node}.hypergradient={hypergradient(estimator, args.every)}"
+            for node in ("pretrain", "head")
+        ]
+        for setting in settings:
+            command += ["--set", setting]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        (out.parent / f"{out.name}.error.txt").write_text(done.stderr[-4000:])
+        print(f"{out.name}: failed ({done.stderr.strip().splitlines()[-1:]})", flush=True)
+        return False
+    return True
+
+
+def table(folder: Path) -> dict[str, Any]:
+    """Every finished run's audits: per estimator and edge, cosines by seed and upper step."""
+    from metamask.hypergrad.audit import read_audit_rows
+
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in sorted(folder.glob("*-seed*")):
+        if not (run / "results.json").is_file():
+            continue
+        estimator, seed = run.name.rsplit("-seed", 1)
+        for row in read_audit_rows(run / "metrics.jsonl"):
+            if "cosine" not in row:
+                continue
+            edge = found.setdefault(estimator, {}).setdefault(row["audit"], {})
+            edge.setdefault(seed, []).append((row["upper_step"], row["cosine"], row["norm_ratio"]))
+    return found
+
+
+def markdown(found: dict[str, Any]) -> str:
+    """The table: per estimator and edge, median cosine per seed and mean cosine per audit."""
+    lines = [
+        "| estimator | edge | median cosine per seed | median norm ratio "
+        "| mean cosine by mask step |",
+        "|---|---|---|---|---|",
+    ]
+    for estimator, edges in found.items():
+        for edge, seeds in edges.items():
+            medians = [statistics.median(c for _, c, _ in rows) for rows in seeds.values()]
+            ratios = [r for rows in seeds.values() for _, _, r in rows]
+            steps: dict[int, list[float]] = {}
+            for rows in seeds.values():
+                for step, cosine, _ in rows:
+                    steps.setdefault(step, []).append(cosine)
+            over = ", ".join(f"{s}: {statistics.mean(c):+.2f}" for s, c in sorted(steps.items()))
+            lines.append(
+                f"| {estimator} | {edge} | {', '.join(f'{m:+.3f}' for m in medians)} "
+                f"({len(medians)} seeds) | {statistics.median(ratios):.3g} | {over} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--checkpoint-every", type=int, default=10)
+    parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--estimators", nargs="+", default=list(ESTIMATORS))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:  # seed-major: every estimator has one seed before any has three
+        for estimator in args.estimators:
+            out = args.out / f"{estimator}-seed{seed}"
+            if run_one(out, estimator, seed, args):
+                found = table(args.out)
+                (args.out / "table.json").write_text(json.dumps(found, indent=1) + "\n")
+                (args.out / "table.md").write_text(markdown(found))
+                print(f"{out.name}: done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

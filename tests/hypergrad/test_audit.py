@@ -1,0 +1,249 @@
+"""The hypergradient audit (metamask.hypergrad.audit): exact references on closed forms, the
+unrolled reference against the unrolled estimator, refusals, and a run that the audit leaves
+bitwise unchanged (through the real command line, across a SIGKILL and --resume)."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from cli_runs import TINY, assert_identical, run, start, training_state, wait_for_step
+
+from metamask.compose import new_graph, train
+from metamask.errors import ConfigError
+from metamask.graph import Graph
+from metamask.hypergrad.audit import Auditor, compare
+from metamask.testing.closed_form import Nested, Quadratic
+from metamask.testing.closed_form_graphs import Value
+
+ROOT = Path(__file__).resolve().parents[2]
+MLOMAE = ROOT / "problems" / "mlomae-digits.yaml"
+
+
+def quadratic_graph(
+    problem: Quadratic, hypergradient: dict[str, Any], steps: int = 3, unroll: int = 1
+) -> Graph:
+    """``problem`` as two custom nodes: ``w`` (the lower, SGD) under ``theta``."""
+    theta = Value(problem.theta0())
+    w = Value(torch.linspace(-0.5, 0.5, problem.sizes[0], dtype=torch.float64))
+    g = new_graph(None, steps=steps, log_every=1, name="quadratic", source="<quadratic>")
+    g.node(
+        "w",
+        module=w,
+        loss=lambda batch: problem.lower_loss(w.value, theta.value),
+        optimizer={"type": "sgd", "lr": 0.1, "weight_decay": 0.0},
+        hypergradient=hypergradient,
+        unroll_steps=unroll,
+    )
+    g.node(
+        "theta",
+        module=theta,
+        loss=lambda batch: problem.upper_loss(w.value, theta.value),
+        optimizer={"type": "sgd", "lr": 0.01, "weight_decay": 0.0},
+    )
+    g.u2l("theta", "w").l2u("w", "theta")
+    return g.build()
+
+
+def test_an_exact_estimator_audited_against_another_exact_reference_has_cosine_one() -> None:
+    problem = Quadratic.make(n=6, seed=1)
+    for estimator, reference in (("implicit_cg", "cg"), ("cg", "implicit_cg")):
+        hypergradient = {
+            "type": estimator,
+            "iterations": 60,
+            "audit": {"every": 1, "reference": reference, "iterations": 60},
+        }
+        summary = train(quadratic_graph(problem, hypergradient)).audit["w->theta"]
+        assert summary["audits"] == 3
+        assert abs(summary["median_cosine"] - 1.0) < 1e-10, (estimator, summary)
+        assert abs(summary["median_norm_ratio"] - 1.0) < 1e-8, (estimator, summary)
+        assert summary["median_same_sign"] == 1.0
+
+
+def test_darts_audited_on_a_quadratic_gives_the_closed_form_cosine_and_norm_ratio() -> None:
+    problem = Quadratic.make(n=6, seed=1)
+    hypergradient = {"type": "darts", "audit": {"every": 1, "reference": "cg", "iterations": 60}}
+    summary = train(quadratic_graph(problem, hypergradient)).audit["w->theta"]
+    # darts: B^T a (inverse Hessian taken as I); exact: B^T H^-1 a (H, B constant)
+    darts = problem.b.T @ problem.a
+    exact = problem.b.T @ torch.linalg.solve(problem.h, problem.a)
+    cosine = float(darts @ exact / (darts.norm() * exact.norm()))
+    assert 0.5 < cosine < 0.99  # a case where darts is visibly off
+    assert summary["median_cosine"] == pytest.approx(cosine, abs=1e-9)
+    assert summary["median_norm_ratio"] == pytest.approx(
+        float(darts.norm() / exact.norm()), rel=1e-8
+    )
+
+
+def test_the_unrolled_reference_is_what_the_unrolled_estimator_gives() -> None:
+    """At the first upper step both graphs share their state: the audit's unrolled reference,
+    replayed beside a darts run, equals the hypergradient of a run that unrolls."""
+    problem = Quadratic.make(n=6, seed=1)
+    exact = quadratic_graph(problem, {"type": "unrolled"}, unroll=3)
+    exact.train()
+    for _ in range(3):
+        exact.step()
+    want = exact.hypergradient("theta")["value"]
+
+    audited = quadratic_graph(
+        problem, {"type": "darts", "audit": {"every": 1, "reference": "unrolled"}}, unroll=3
+    )
+    auditor = Auditor(audited.nodes, audited.audits)
+    auditor.install()
+    audited.train()
+    for _ in range(3):
+        audited.step()
+    auditor.remove()
+    (result,) = auditor.results
+    assert result.reference_gradient is not None
+    torch.testing.assert_close(result.reference_gradient[0], want, rtol=1e-12, atol=1e-14)
+    estimate = audited.hypergradient("theta")["value"]
+    assert result.metrics["cosine"] == pytest.approx(compare([estimate], [want])["cosine"])
+
+
+def test_cg_stopping_on_negative_curvature_is_reported_with_its_curvature() -> None:
+    problem = Quadratic.make(n=6, seed=1)
+    problem.h = problem.h - 2.0 * torch.eye(6, dtype=torch.float64) * float(
+        torch.linalg.eigvalsh(problem.h)[0]
+    )  # indefinite: the smallest eigenvalue flipped below zero
+    hypergradient = {"type": "darts", "audit": {"every": 1, "reference": "cg", "iterations": 60}}
+    graph = quadratic_graph(problem, hypergradient, steps=1)
+    auditor = Auditor(graph.nodes, graph.audits)
+    auditor.install()
+    graph.train()
+    graph.step()
+    (result,) = auditor.results
+    assert result.warning is not None and "curvature" in result.warning
+    assert result.metrics["cg_curvature"] <= 0
+
+
+def test_references_that_cannot_be_exact_are_refused_naming_the_node() -> None:
+    problem = Quadratic.make(n=6, seed=1)
+    with pytest.raises(ConfigError, match=r"w.hypergradient.audit.reference: expected one of"):
+        quadratic_graph(problem, {"type": "darts", "audit": {"reference": "darts"}})
+    with pytest.raises(ConfigError, match=r"'cg' is the estimator being audited"):
+        quadratic_graph(problem, {"type": "cg", "audit": {"reference": "cg"}})
+    with pytest.raises(ConfigError, match=r"audit.every"):
+        quadratic_graph(problem, {"type": "darts", "audit": {"every": 0}})
+    with pytest.raises(ConfigError, match=r"'unrolled' cannot be exact on 'v'"):
+        _nested_with_audit()
+
+
+def _nested_with_audit() -> None:
+    """The nested closed form with an unrolled audit on its middle node ``v``."""
+    problem = Nested.make()
+    v0 = problem.solve_v(problem.theta0())
+    u_mod, v_mod, t_mod = Value(problem.solve_u(v0)), Value(v0), Value(problem.theta0())
+    g = new_graph(None, steps=1, name="nested", source="<nested>")
+    sgd = {"type": "sgd", "lr": 0.1, "weight_decay": 0.0}
+    g.node(
+        "u", module=u_mod, loss=lambda b: problem.bottom_loss(u_mod.value, v_mod.value),
+        optimizer=sgd, hypergradient="cg",
+    )  # fmt: skip
+    g.node(
+        "v", module=v_mod,
+        loss=lambda b: problem.middle_loss(v_mod.value, u_mod.value, t_mod.value),
+        optimizer=sgd, hypergradient={"type": "cg", "audit": {"reference": "unrolled"}},
+    )  # fmt: skip
+    g.node(
+        "theta", module=t_mod,
+        loss=lambda b: problem.top_loss(t_mod.value, v_mod.value, u_mod.value), optimizer=sgd,
+    )  # fmt: skip
+    g.u2l("v", "u").u2l("theta", "v", "u").l2u("u", "v").l2u("v", "theta")
+    g.build()
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("{type: cg, audit: {reference: cg}}", "'cg' is the estimator being audited"),
+        ("{type: darts, audit: {every: -3}}", "audit.every"),
+        ("{type: darts, audit: {refrence: cg}}", "audit.refrence: unknown key"),
+        ("{type: darts, audit: {reference: newton}}", "got 'newton'"),
+    ],
+)
+def test_bad_audit_options_are_one_line_and_exit_2(
+    tmp_path: Path, block: str, expected: str
+) -> None:
+    hypergradient = f"graph.nodes.pretrain.hypergradient={block}"
+    done = run("show", str(MLOMAE), "--set", hypergradient, timeout=300)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert "graph.nodes.pretrain.hypergradient.audit" in err, err
+
+
+def test_a_run_is_bitwise_the_same_with_the_audit_on_across_a_kill_and_resume(
+    tmp_path: Path,
+) -> None:
+    steps = 6
+    args = [str(MLOMAE), *TINY, "--set", f"train.steps={steps}", "--set", "train.checkpoint_every=2"]
+    audit = [
+        "--set",
+        "graph.nodes.pretrain.hypergradient={type: darts, audit: {every: 1, reference: unrolled}}",
+        "--set",
+        "graph.nodes.head.hypergradient={type: darts, audit: {every: 2, reference: cg, "
+        "iterations: 5}}",
+    ]
+    reference = start("run", *args, "--out", str(tmp_path / "off"))
+    victim_dir = tmp_path / "on"
+    victim = start("run", *args, *audit, "--out", str(victim_dir))
+    wait_for_step(victim, victim_dir / "metrics.jsonl", 3, timeout=600)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    resumed = run("run", *args, *audit, "--resume", str(victim_dir), timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    _, err = reference.communicate(timeout=900)
+    assert reference.returncode == 0, err
+    off, on = training_state(tmp_path / "off" / "checkpoint.pt"), training_state(
+        victim_dir / "checkpoint.pt"
+    )
+    for key in ("step", "nodes", "rng", "callbacks"):
+        assert_identical(off[key], on[key], key)
+    rows = [json.loads(line) for line in (victim_dir / "metrics.jsonl").read_text().splitlines()]
+    audits = [row for row in rows if "audit" in row]
+    assert {row["audit"] for row in audits} == {"pretrain->mask", "head->mask"}
+    assert sorted(r["upper_step"] for r in audits if r["audit"] == "pretrain->mask") == [1, 2, 3]
+    for row in audits:
+        assert -1 <= row["cosine"] <= 1 and row["reference_seconds"] > 0
+    results = json.loads((victim_dir / "results.json").read_text())
+    assert set(results["audit"]) == {"pretrain->mask", "head->mask"}
+    assert results["audit"]["pretrain->mask"]["audits"] == 3
+    assert (victim_dir / "hypergradient_audit.png").is_file()
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_audit_command_audits_a_stopped_run_at_its_checkpoint_and_leaves_it_unchanged(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    done = run("run", str(MLOMAE), *TINY, "--set", "train.steps=2", "--out", str(out), timeout=900)
+    assert done.returncode == 0, done.stderr
+    before = _tree(out)
+    report_path = tmp_path / "audit.json"
+    args = ["audit", str(out), "--batches", "2", "--out", str(report_path)]
+    done = run(*args, "--node", "pretrain", "--reference", "unrolled", timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert _tree(out) == before  # nothing trained further, nothing written into the folder
+    report = json.loads(report_path.read_text())
+    assert report["checkpoint_step"] == 2 and list(report["summary"]) == ["pretrain->mask"]
+    assert report["summary"]["pretrain->mask"]["audits"] == 2
+    assert "pretrain->mask" in done.stdout and "cosine" in done.stdout
+    for bad, expected in (
+        (["--reference", "newton"], "--reference 'newton'"),
+        (["--node", "nope"], "--node 'nope': no such node"),
+        (["--node", "mask"], "--node 'mask' passes no hypergradient"),
+        (["--batches", "0"], "--batches 0"),
+    ):
+        done = run("audit", str(out), *bad, timeout=900)
+        assert done.returncode == 2, (bad, done.stderr)
+        err = done.stderr.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+    assert _tree(out) == before
