@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -160,26 +161,29 @@ def audit_run(
 #: short column names of the table (medians over the audits)
 HEADERS = {
     "cosine": "cosine",
-    "norm_ratio": "norm ratio",
-    "relative_error": "rel. error",
-    "same_sign": "same sign",
-    "reference_seconds": "ref. s",
+    "norm_ratio": "ratio",
+    "relative_error": "error",
+    "same_sign": "sign",
+    "reference_seconds": "ref s",
 }
 
 
 def audit_table(report: dict[str, Any]) -> Table:
     """The report's medians, one row per audited edge."""
     table = Table(
+        box=box.SIMPLE,
         title=f"hypergradient audit of {report['run']} at step {report['checkpoint_step']} "
-        f"({report['batches']} batches; medians)"
+        f"({report['batches']} batches)\nmedians: cosine, norm ratio, relative error, share of "
+        "same signs, reference seconds",
     )
-    table.add_column("edge", no_wrap=True)
-    table.add_column("reference", no_wrap=True)
-    table.add_column("n", justify="right")
+    edges = list(report["summary"])
+    table.add_column("edge", no_wrap=True, min_width=max((len(e) for e in edges), default=4))
+    table.add_column("reference", no_wrap=True, min_width=8)
+    table.add_column("n", justify="right", min_width=2)
     for key in MEASURES:
         table.add_column(HEADERS[key], justify="right", no_wrap=True)
     for edge, entry in report["summary"].items():
-        cells = [f"{entry.get(f'median_{key}', float('nan')):.4g}" for key in MEASURES]
+        cells = [f"{entry.get(f'median_{key}', float('nan')):.3g}" for key in MEASURES]
         table.add_row(edge, str(entry["reference"]), str(entry["audits"]), *cells)
     return table
 

@@ -32,3 +32,12 @@ def test_hypergradient_refuses_unknown_nodes_and_nodes_without_lowers() -> None:
         graph.hypergradient("nope")
     with pytest.raises(ValueError, match="node 'u' has no hypergradient"):
         graph.hypergradient("u")
+
+
+def test_a_node_type_overrides_the_hooks_not_the_step_templates() -> None:
+    from metamask.nodes.base import Node
+
+    for template, hook in (("one_step_descent", "descend"), ("backward", "compute_gradients")):
+        with pytest.raises(TypeError, match=f"overrides Node.{template}.*Node.{hook} instead"):
+            type("Bad", (Node,), {template: lambda self, *a, **k: None})
+    assert Node.one_step_descent is not Node.descend  # the template runs the hook
