@@ -136,20 +136,22 @@ def compare(
 
     ``cosine``; ``norm_ratio`` = |estimate| / |reference|; ``relative_error`` =
     |estimate - reference| / |reference|; ``same_sign`` = the share of coordinates where the
-    two have the same sign (zeros count as a sign). All in float64.
+    two have the same sign (zeros count as a sign). All in float64. A reference that is exactly
+    zero (CG that stopped at its first step) has no ratio or relative error: those keys are
+    left out and ``reference_zero`` is 1 (JSON has no infinity).
     """
     e = torch.cat([t.detach().reshape(-1).double() for t in estimate])
     r = torch.cat([t.detach().reshape(-1).double() for t in reference])
     ne, nr = float(e.norm()), float(r.norm())
     cosine = float(e @ r) / (ne * nr) if ne > 0 and nr > 0 else 0.0
-    return {
-        "cosine": cosine,
-        "norm_ratio": ne / nr if nr > 0 else float("inf") if ne > 0 else 1.0,
-        "relative_error": float((e - r).norm()) / nr if nr > 0 else float("inf"),
-        "same_sign": float((torch.sign(e) == torch.sign(r)).double().mean()) if e.numel() else 1.0,
-        "estimate_norm": ne,
-        "reference_norm": nr,
-    }
+    measured = {"cosine": cosine}
+    if nr > 0:
+        measured["norm_ratio"] = ne / nr
+        measured["relative_error"] = float((e - r).norm()) / nr
+    else:
+        measured["reference_zero"] = 1.0
+    same = float((torch.sign(e) == torch.sign(r)).double().mean()) if e.numel() else 1.0
+    return {**measured, "same_sign": same, "estimate_norm": ne, "reference_norm": nr}
 
 
 # ----------------------------------------------------------------------------------------------

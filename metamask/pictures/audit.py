@@ -3,6 +3,7 @@ step, from the audit rows of ``metrics.jsonl`` (metamask.hypergrad.audit)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -29,7 +30,8 @@ def audit_picture(metrics: Path, path: Path, title: str = "") -> Path | None:
         label = f"{edge} (vs {edge_rows[-1].get('reference')})"
         marker = "." if len(steps) < 30 else None
         cos_ax.plot(steps, [row["cosine"] for row in edge_rows], marker=marker, label=label)
-        ratio_ax.plot(steps, [row["norm_ratio"] for row in edge_rows], marker=marker, label=label)
+        ratios = [row.get("norm_ratio", math.nan) for row in edge_rows]  # nan: zero reference
+        ratio_ax.plot(steps, ratios, marker=marker, label=label)
     cos_ax.axhline(0.0, color="k", lw=0.8)
     cos_ax.set_ylim(-1.05, 1.05)
     cos_ax.set_ylabel("cosine with the reference")

@@ -247,3 +247,16 @@ def test_audit_command_audits_a_stopped_run_at_its_checkpoint_and_leaves_it_unch
         err = done.stderr.strip()
         assert len(err.splitlines()) == 1 and expected in err, err
     assert _tree(out) == before
+
+
+def test_compare_measures_and_a_zero_reference_without_infinities(tmp_path: Path) -> None:
+    estimate = [torch.tensor([1.0, 2.0]), torch.tensor([-2.0])]
+    reference = [torch.tensor([2.0, 0.0]), torch.tensor([-1.0])]
+    got = compare(estimate, reference)
+    assert got["cosine"] == pytest.approx(4.0 / (3.0 * 5**0.5))
+    assert got["norm_ratio"] == pytest.approx(3.0 / 5**0.5)
+    assert got["relative_error"] == pytest.approx(6**0.5 / 5**0.5)
+    assert got["same_sign"] == pytest.approx(2 / 3)  # 2 vs 0 differs in sign
+    zero = compare(estimate, [torch.zeros(2), torch.zeros(1)])
+    assert zero["reference_zero"] == 1.0 and "norm_ratio" not in zero
+    assert json.loads(json.dumps(zero, allow_nan=False)) == zero
