@@ -300,6 +300,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     spec = load_spec(args.spec, overrides) if args.spec is not None else None
     # torch and the rest only once the spec reads well (seconds, docs/specs.md)
     from metamask import distributed
+    from metamask.downstream.init_from import check_start_weights
     from metamask.report import print_table, results_row, results_table
     from metamask.resume import CHECKPOINT_NAME, resume_folder, run_folder_spec
     from metamask.run import run_spec
@@ -317,6 +318,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     import_modules(spec.imports, source)  # before the data checks: a module may register data
     check_eval_data(spec, source)  # before training, not after it
     check_augment(spec, source)  # before the run folder is made
+    if args.resume is None:  # a resume loads no start weights: the file may be gone
+        check_start_weights(spec, source)
     if args.distributed:
         distributed.launch(spec.train.device)
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -30,6 +30,7 @@ from torch import nn
 from metamask import distributed
 from metamask.checkpoint import write_json
 from metamask.config import RunSpec
+from metamask.config.origins import origin_of
 from metamask.downstream.load import encoder_from_source
 from metamask.downstream.sources import (
     WEIGHTS_NAME,
@@ -63,6 +64,15 @@ def _positions_kind(table: torch.Tensor | None, mae: nn.Module) -> str | None:
     if len(mae.tokenizer.grid) == 2 and torch.allclose(rows, swapped, atol=1e-5):  # type: ignore[union-attr,arg-type]
         return "facebookresearch/mae's fixed sin-cos: metamask's with row and column halves swapped"
     return "learned or other: not loaded (metamask's positions are fixed sin-cos)"
+
+
+def check_start_weights(spec: RunSpec, source: str = "<spec>") -> None:
+    """Refuse, before any data is loaded, a ``model.init_from`` that does not exist (naming
+    the spec file that set it); what the file holds is checked when it is loaded."""
+    path = spec.model.init_from
+    if path is not None and not Path(path).expanduser().exists():
+        where = f"{origin_of(source, 'model.init_from')}: model.init_from"
+        raise EncoderError(f"{where}: {path}: no such file or folder")
 
 
 def start_weights(

@@ -210,6 +210,17 @@ def test_a_facebookresearch_mae_state_dict_starts_a_run(runs: dict, tmp_path: Pa
 
 
 @pytest.mark.slow
+def test_a_missing_init_from_is_refused_before_anything_is_loaded(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    sets = [*TINY, f"model.init_from={tmp_path / 'nowhere.pth'}"]
+    args = [a for t in sets for a in ("--set", t)]
+    proc = cli_run("run", str(PROBLEMS / "mae-wine.yaml"), *args, "--out", str(out))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "model.init_from" in proc.stderr and "no such file or folder" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
 def test_init_strict_false_loads_what_fits_and_results_record_it(
     runs: dict, tmp_path: Path
 ) -> None:
