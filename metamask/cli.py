@@ -440,7 +440,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         check_picture_path(args.png)
     spec = load_spec(args.spec, args.overrides)
     from metamask.compose import check_buildable
-    from metamask.report import edge_lines, graph_table
+    from metamask.report import edge_lines, graph_table, optimizer_lines
     from metamask.spec_data import check_eval_data, pretrain_info
     from metamask.topology import validate_graph
 
@@ -472,6 +472,9 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     console.print(graph_table(spec))
     for line in edge_lines(spec):
         console.print(line)
+    trained = [name for name, node in graph.nodes.items() if node.optimizer is not None]
+    for line in optimizer_lines(spec, trained):
+        console.print(line, highlight=False, soft_wrap=True)
     if args.png is not None:
         from metamask.graph_picture import draw_graph
 

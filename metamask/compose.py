@@ -116,12 +116,18 @@ class GraphBuilder:
         hypergradient: str | Mapping[str, Any] = "first_order",
         unroll_steps: int = 1,
         approximate: bool = False,
+        batch_size: int | None = None,
         **options: Any,
     ) -> GraphBuilder:
         """Declare node ``name``: a registered ``type`` with its options, or ``module`` + ``loss``.
 
         ``data`` is the dataset the node draws its batches from; registered types have a
         default (the pretraining set, split A or B), a custom node must be given one.
+        ``batch_size``: this node's batches (None: the graph's ``data.batch_size``).
+        ``optimizer`` (``OptimizerSpec`` keys) fills what it leaves out from the defaults, and
+        a node with parameters and no ``optimizer`` takes them all: AdamW, lr 1e-4, weight
+        decay 1e-4, betas (0.9, 0.999), constant schedule (``optimizer={"lr": 0.1}`` still
+        decays the weights; say ``"type": "sgd", "weight_decay": 0`` for plain SGD).
         ``hypergradient`` is the estimator of the edges from this node up (a name, or a
         mapping with ``type`` and the estimator's options); an ``adapt`` node takes
         ``latent_solver=`` instead (its option). ``approximate=True`` accepts an
@@ -147,6 +153,8 @@ class GraphBuilder:
             raw["hypergradient"] = hypergradient  # its latent_solver= says how it solves)
         if approximate:
             raw["approximate"] = True
+        if batch_size is not None:
+            raw["batch_size"] = batch_size
         if optimizer is not None:
             raw["optimizer"] = (
                 spec_to_dict(optimizer) if isinstance(optimizer, OptimizerSpec) else optimizer
@@ -315,7 +323,8 @@ def check_buildable(spec: RunSpec, source: str = "<spec>") -> Graph:
         ConfigError, GraphError: as :func:`build_graph` would, naming the file and the key.
     """
     info = pretrain_info(spec)
-    count = 10 * spec.data.batch_size + 4 * max(info.num_classes, 1)
+    batches = [spec.data.batch_size] + [n.batch_size or 0 for n in spec.graph.nodes.values()]
+    count = 10 * max(batches) + 4 * max(info.num_classes, 1)
     dtype = torch.long if info.modality == "tokens" else torch.float32
     x = torch.zeros((1, *info.input_shape), dtype=dtype).expand(count, *info.input_shape)
     stand_in = ArrayDataset(x, torch.arange(count) % max(info.num_classes, 1))

@@ -16,7 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from metamask.config import RunSpec
+from metamask.config import OptimizerSpec, RunSpec
 from metamask.data.base import DatasetEntry, LoadOptions
 from metamask.graph_picture import edge_estimator
 from metamask.topology import local_step_period
@@ -61,6 +61,35 @@ def graph_table(spec: RunSpec) -> Table:
             name, node.type, role, estimator, optimizer, str(node.unroll_steps), f"{period} it."
         )
     return table
+
+
+def optimizer_lines(spec: RunSpec, trained: Iterable[str] | None = None) -> list[str]:
+    """Each node's optimizer with every setting resolved: what an ``optimizer:`` mapping that
+    names only ``lr`` leaves to the defaults (AdamW, its weight decay and betas) is spelled out.
+
+    ``trained``: the nodes that have parameters (a built graph's nodes with an optimizer); a
+    node without an ``optimizer:`` gets the defaults when it has parameters. Without it, only
+    the nodes that name an optimizer are listed.
+    """
+    has_params = set(trained) if trained is not None else None
+    lines = []
+    for name, node in spec.graph.nodes.items():
+        if node.optimizer is None and (has_params is None or name not in has_params):
+            continue
+        opt = node.optimizer or OptimizerSpec()
+        moments = f"momentum {opt.momentum:g}" if opt.type == "sgd" else f"betas {opt.betas}"
+        extras = [f"warm-up {opt.warmup_steps} steps"] if opt.warmup_steps else []
+        extras += ["no decay on biases and norms"] if opt.no_decay_bias_norm else []
+        lines.append(
+            f"  {name}: {opt.type} lr {opt.lr:g}, weight decay {opt.weight_decay:g}, {moments}, "
+            f"{opt.schedule} schedule{''.join(', ' + e for e in extras)}"
+            + (" (no optimizer key: all defaults)" if node.optimizer is None else "")
+        )
+    return (
+        ["optimizers (resolved: unset keys take OptimizerSpec's defaults):", *lines]
+        if lines
+        else []
+    )
 
 
 def edge_lines(spec: RunSpec) -> list[str]:

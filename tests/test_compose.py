@@ -270,7 +270,9 @@ def test_a_graph_without_a_dataset_trains_custom_nodes_that_read_no_data() -> No
 def test_a_graph_without_a_dataset_refuses_node_types_that_need_one() -> None:
     g = new_graph(None)
     g.node("reconstruct", "reconstruct")
-    with pytest.raises(GraphError, match=r"this graph was made without a dataset \(new_graph\(None\)\)"):
+    with pytest.raises(
+        GraphError, match=r"this graph was made without a dataset \(new_graph\(None\)\)"
+    ):
         g.build()
 
 
@@ -306,3 +308,63 @@ def test_estimator_a_node_type_cannot_use_is_refused() -> None:
         )
         with pytest.raises(ConfigError, match=message):
             build_graph(spec, tiny_bundle("signal1d"), torch.device("cpu"))
+
+
+def test_a_node_draws_its_own_batch_size() -> None:
+    """g.node(..., batch_size=) overrides data.batch_size for that node: a small validation
+    node (6 examples) trains under a graph whose data.batch_size (32) exceeds it."""
+    g, seen = _small_nodes(batch_sizes=(8, 3))
+    graph = g.build()
+    graph.step()
+    graph.step()
+    # (darts evaluates the lower loss again on the same batch: several calls per step)
+    assert seen["upper"] and {len(batch[1]) for batch in seen["upper"]} == {3}
+    assert seen["lower"] and {len(batch[1]) for batch in seen["lower"]} == {8}
+    assert graph.context.spec.graph.nodes["reweight"].batch_size == 3
+
+
+def test_without_its_own_batch_size_a_small_node_is_refused_with_the_way_out() -> None:
+    g, _ = _small_nodes(batch_sizes=(8, None))
+    with pytest.raises(
+        Exception,
+        match=r"data.batch_size 32 exceeds the 6 examples node 'reweight' trains on .*, or give "
+        r"'reweight' its own batch_size",
+    ):
+        g.build()
+
+
+def _small_nodes(batch_sizes: tuple[int | None, int | None]) -> tuple[GraphBuilder, Any]:
+    bundle = tiny_bundle("signal1d")
+    size = bundle.info.input_shape[0] * bundle.info.input_shape[1]
+    lower, upper = nn.Linear(size, 2), nn.Linear(size, 1)  # classifier, per-example weights
+    seen: dict[str, list[Any]] = {"lower": [], "upper": []}
+
+    def loss(kind: str) -> Any:
+        def run(batch: Any) -> torch.Tensor:
+            seen[kind].append(batch)
+            x, y = batch
+            weights = torch.sigmoid(upper(x.flatten(1))).squeeze(1)
+            return (weights * F.cross_entropy(lower(x.flatten(1)), y % 2, reduction="none")).mean()
+
+        return run
+
+    g = new_graph(bundle, batch_size=32, steps=2)
+    g.node(
+        "classifier",
+        module=lower,
+        loss=loss("lower"),
+        data=Subset(bundle.train, range(16)),
+        optimizer=SGD,
+        hypergradient="darts",
+        batch_size=batch_sizes[0],
+    )
+    g.node(
+        "reweight",
+        module=upper,
+        loss=loss("upper"),
+        data=Subset(bundle.train, range(16, 22)),
+        optimizer=SGD,
+        batch_size=batch_sizes[1],
+    )
+    g.u2l("reweight", "classifier").l2u("classifier", "reweight")
+    return g, seen

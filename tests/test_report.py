@@ -4,15 +4,23 @@ columns without cutting a name."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from helpers import METAMAE_GRAPH, mlo_graph, tiny_spec
 from rich.console import Console
 
+from metamask.config import OptimizerSpec
 from metamask.data.base import LoadOptions
 from metamask.data.registry import all_datasets
 from metamask.graph_picture import edge_estimator
-from metamask.report import datasets_table, graph_table, results_row, results_table
+from metamask.report import (
+    datasets_table,
+    graph_table,
+    optimizer_lines,
+    results_row,
+    results_table,
+)
 
 
 def _text(renderable: object, width: int = 80) -> str:
@@ -99,3 +107,31 @@ def test_one_run_summary_is_key_value_lines_with_every_metric() -> None:
         "finetune val": "0.6250",
         "s/step": "0.1235",
     }
+
+
+def test_optimizer_lines_spell_out_the_defaults() -> None:
+    """optimizer: {lr: 0.1} means AdamW with the default weight decay and betas: said so."""
+    spec = tiny_spec(mlo_graph(head={"optimizer": {"lr": 0.1}}, mask={"optimizer": None}))
+    lines = optimizer_lines(spec, trained=["pretrain", "head", "mask"])
+    assert lines[0].startswith("optimizers (resolved")
+    by_node = {line.split(":")[0].strip(): line for line in lines[1:]}
+    wd, betas = OptimizerSpec.weight_decay, OptimizerSpec.betas
+    assert by_node["head"] == (
+        f"  head: adamw lr 0.1, weight decay {wd:g}, betas {betas}, constant schedule"
+    )
+    assert by_node["mask"].endswith("(no optimizer key: all defaults)")
+    assert "mask" not in {n for n, _ in (line.split(":", 1) for line in optimizer_lines(spec))}
+
+
+def test_the_graph_docs_state_the_optimizer_defaults_the_schema_has() -> None:
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs/graphs.md").read_text().split())
+    stated = re.search(
+        r"\*\*AdamW, lr (\S+), weight decay (\S+) \(decoupled\), betas (\(.*?\)), (\w+) "
+        r"schedule, no warm-up\*\*",
+        text,
+    )
+    assert stated is not None
+    o = OptimizerSpec()
+    assert (o.type, o.warmup_steps) == ("adamw", 0)
+    assert float(stated[1]) == o.lr and float(stated[2]) == o.weight_decay
+    assert stated[3] == str(o.betas) and stated[4] == o.schedule

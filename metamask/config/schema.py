@@ -30,7 +30,7 @@ class AugmentSpec:
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str  # registered dataset name; `metamask datasets` lists them
-    batch_size: Count = 32  # pretraining batch size (per process)
+    batch_size: Count = 32  # every node's batch size (per process); a node's batch_size overrides
     data_root: str | None = None  # folder holding real DABS data; embedded datasets ignore it
     val_fraction: Ratio = 0.2  # share of the training split held out for model selection
     drop_last: bool = True  # drop the last incomplete pretraining batch
@@ -94,6 +94,10 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
+    """A node's optimizer. A node's ``optimizer:`` mapping fills what it leaves out from these
+    defaults (``{lr: 0.1}`` is AdamW with weight decay 1e-4), and a node with parameters and no
+    ``optimizer:`` takes them all; ``metamask show`` prints each node's resolved one."""
+
     type: Literal["adamw", "adam", "sgd"] = "adamw"  # torch.optim class
     lr: Positive = 1e-4  # peak learning rate
     weight_decay: NonNegative = 1e-4  # decoupled (adamw) or L2 (adam, sgd) weight decay
@@ -123,6 +127,9 @@ class NodeSpec:
     # true: accept an estimator that cannot be exact on this node's graph shape (darts, sama or
     # unrolled on a node with lowers of its own: they hold those lowers fixed, as Betty does)
     approximate: bool = False
+    # this node's batches (per process); None: data.batch_size. A small validation node (a head
+    # on a held-out split) can then draw smaller batches than the pretraining nodes
+    batch_size: Count | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # node-type options (flat in YAML)
 
 
@@ -202,4 +209,11 @@ class RunSpec:
 
 
 # the keys every node has; the others are its node type's own options (flat in YAML)
-NODE_COMMON_KEYS = ("type", "unroll_steps", "optimizer", "hypergradient", "approximate")
+NODE_COMMON_KEYS = (
+    "type",
+    "unroll_steps",
+    "optimizer",
+    "hypergradient",
+    "approximate",
+    "batch_size",
+)

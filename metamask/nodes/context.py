@@ -150,6 +150,13 @@ class BuildContext:
             own, _ = split_audit(spec.hypergradient)  # the audit: metamask.hypergrad.audit
             options = estimator_options(own, self.source, where)
         loader = None
+        if not reads_data and spec.batch_size is not None:
+            key = f"graph.nodes.{name}.batch_size"
+            raise GraphError(
+                f"{located(self.source, key)}: node '{name}' draws no batches of its own (it "
+                "takes them from another node, or reads no data); set batch_size on the node "
+                "that draws them"
+            )
         if reads_data:
             dataset = self.dataset(name, data)
             loader = self.loader(dataset, name, augment=self.training_split(dataset))
@@ -201,7 +208,8 @@ class BuildContext:
     def loader(
         self, dataset: Dataset, name: str, shuffle: bool = True, augment: bool = False
     ) -> ResumableLoader:
-        """A seeded loader of ``data.batch_size`` per process; the seed differs per node name.
+        """A seeded loader of node ``name``'s batch size per process (:meth:`batch_size`); the
+        seed differs per node name.
 
         Its position (epoch, batches taken) is saved in checkpoints, and under data
         parallelism each process takes its share of every global batch (metamask.sampling).
@@ -211,7 +219,7 @@ class BuildContext:
         with the data position.
         """
         size = len(dataset)  # type: ignore[arg-type]
-        batch, processes = self.spec.data.batch_size, distributed.world_size()
+        (batch, key), processes = self.batch_size(name), distributed.world_size()
         if processes > 1 and not self.spec.data.drop_last:
             raise DataError(
                 f"{origin_of(self.source, 'data.drop_last')}: data.drop_last: false cannot be "
@@ -221,9 +229,9 @@ class BuildContext:
         if self.spec.data.drop_last and size < batch * processes:
             across = f" x {processes} processes" if processes > 1 else ""
             raise DataError(
-                f"{origin_of(self.source, 'data.batch_size')}: data.batch_size {batch}{across} "
-                f"exceeds the {size} examples node '{name}' trains on ({self._data_name()}); "
-                "lower data.batch_size"
+                f"{origin_of(self.source, key)}: {key} {batch}{across} exceeds the {size} "
+                f"examples node '{name}' trains on ({self._data_name()}); lower {key}"
+                + ("" if key != "data.batch_size" else f", or give '{name}' its own batch_size")
             )
         sampler = ResumableBatchSampler(
             size,
@@ -239,6 +247,14 @@ class BuildContext:
             dataset = Augmented(dataset, self.bundle.info.modality, settings, sampler.seed)
             sampler.on_epoch = dataset.set_epoch
         return ResumableLoader(dataset, sampler)
+
+    def batch_size(self, name: str) -> tuple[int, str]:
+        """Node ``name``'s batch size per process and the key that sets it: its own
+        ``graph.nodes.NAME.batch_size``, else ``data.batch_size``."""
+        node = self.spec.graph.nodes.get(name)
+        if node is not None and node.batch_size is not None:
+            return node.batch_size, f"graph.nodes.{name}.batch_size"
+        return self.spec.data.batch_size, "data.batch_size"
 
     def _data_name(self) -> str:
         return "no dataset" if self.data_bundle is None else self.data_bundle.info.name

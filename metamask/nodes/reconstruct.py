@@ -188,12 +188,13 @@ def build_reconstruct(ctx: BuildContext, name: str, spec: NodeSpec) -> Reconstru
             f"{located(ctx.source, f'graph.nodes.{name}.reg_weight')}: the contrastive term "
             "needs an adapt node below"
         )
-    batch, examples = ctx.spec.data.batch_size, len(ctx.bundle.pretrain_set)  # type: ignore[arg-type]
+    reader = inner.name if inner is not None else name  # whose loader draws the batches
+    (batch, key), examples = ctx.batch_size(reader), len(ctx.bundle.pretrain_set)  # type: ignore[arg-type]
     last = 0 if ctx.spec.data.drop_last else examples % batch  # the size of a short last batch
     if reg_weight > 0 and (batch < 2 or last == 1):  # BatchNorm and InfoNCE need two examples
         short = f" (and {examples} examples leave a last batch of 1: data.drop_last is false)"
         raise GraphError(
-            f"{origin_of(ctx.source, 'data.batch_size')}: data.batch_size: the task contrast of "
+            f"{origin_of(ctx.source, key)}: {key}: the task contrast of "
             f"node '{name}' (reg_weight {reg_weight}) compares the examples of a batch; expected "
             f"batches of at least 2, got {batch}{short if batch > 1 else ''}"
         )
