@@ -59,6 +59,8 @@ from metamask.nodes.custom import CustomLoss, custom_builder
 from metamask.nodes.differentiable import check_estimator_support
 from metamask.nodes.hypergradient_wiring import check_hypergradient_shapes, install_paths
 from metamask.nodes.registry import NodeBuilder, get_node_type
+from metamask.pictures.run_pictures import draw_run_pictures
+from metamask.resume import METRICS_NAME
 from metamask.seeding import seed_everything
 from metamask.spec_data import check_augment, load_pretrain_data, pretrain_info
 from metamask.topology import (
@@ -382,13 +384,21 @@ def train(
 ) -> TrainSummary:
     """Run ``graph`` for its spec's ``train.steps`` with metamask's :class:`Trainer`.
 
-    With ``out_dir``, writes ``metrics.jsonl`` and a checkpoint there (as ``metamask run``).
+    With ``out_dir``, writes ``metrics.jsonl``, a checkpoint and the run's pictures there
+    (``losses.png``, ``reconstructions.png``, and ``masks.png`` and ``mask_diversity.png`` for a
+    learned masker), as ``metamask run`` does (:func:`metamask.pictures.run_pictures.
+    draw_run_pictures`, the same code); a graph of custom nodes gets ``losses.png``.
     ``callbacks`` (:class:`metamask.callbacks.Callback`) run after each engine step, e.g. to
     read ``trainer.graph.hypergradient(name)`` for each node in ``stepped``.
     """
     spec = graph.context.spec
     console = console or Console(stderr=True)
-    return Trainer(graph, spec, out_dir, console, progress, callbacks).run()
+    summary = Trainer(graph, spec, out_dir, console, progress, callbacks).run()
+    if out_dir is not None and distributed.is_main():
+        bundle = graph.context.data_bundle
+        metrics = out_dir / METRICS_NAME
+        draw_run_pictures(graph, bundle.val if bundle is not None else None, out_dir, metrics)
+    return summary
 
 
 __all__ = [

@@ -1,6 +1,10 @@
 """The pictures at the end of a run: ``losses.png``, ``reconstructions.png``, ``masks.png`` and
 ``mask_diversity.png`` (a learned masker), ``hypergradient_audit.png`` (an audited
-estimator)."""
+estimator).
+
+One code path for ``metamask run`` (:func:`metamask.run.run_spec`) and the Python API's
+``metamask.compose.train(graph, out_dir=)``: both call :func:`draw_run_pictures`.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +24,25 @@ RECONSTRUCTIONS = "reconstructions.png"
 
 
 def draw_run_pictures(
-    graph: Graph, dataset: Dataset, out_dir: Path, metrics: Path, count: int = 4
+    graph: Graph, dataset: Dataset | None, out_dir: Path, metrics: Path, count: int = 4
 ) -> list[Path]:
     """Write the run's pictures into ``out_dir`` and return their paths: the loss curves of
     ``metrics`` (metrics.jsonl), reconstructions of the first ``count`` examples of
     ``dataset`` (the validation split: the same examples every run) and, when the graph
     learns its masks, ``masks.png`` and ``mask_diversity.png`` (from ``metrics``); with a
-    hypergradient audit, ``hypergradient_audit.png``."""
+    hypergradient audit, ``hypergradient_audit.png``.
+
+    A graph without a masked auto-encoder (custom nodes only) or without ``dataset`` gets the
+    pictures of ``metrics`` alone: nothing is built for a picture."""
     step = graph.engine.global_step
+    losses = loss_curves(metrics, out_dir / LOSSES, title=f"losses to engine step {step}")
+    if dataset is None or "mae" not in graph.context.shared:  # no auto-encoder was built
+        audit = audit_picture(
+            metrics, out_dir / AUDIT_PICTURE, title=f"audit to engine step {step}"
+        )
+        return [path for path in (losses, audit) if path is not None]
     written = [
-        loss_curves(metrics, out_dir / LOSSES, title=f"losses to engine step {step}"),
+        losses,
         reconstruction_picture(
             graph.mae,
             validation_examples(dataset, count),

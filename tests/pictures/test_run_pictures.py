@@ -97,3 +97,42 @@ def test_reconstructions_of_table_rows_label_features_not_time(
     reconstructions.reconstruction_picture(mae, x, tmp_path / "r.png")
     label = drawn[0].axes[-1].get_xlabel()
     assert label.startswith(f"{axis} (grey: masked tokens"), label
+
+
+def test_compose_train_writes_the_pictures_metamask_run_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose.train(graph, out_dir=) and metamask run (run_spec) draw the same pictures."""
+    from metamask.compose import build_graph, train
+
+    bundle = tiny_bundle("signal1d")
+    monkeypatch.setattr("metamask.run.load_pretrain_data", lambda spec: bundle)
+    spec = mlo_spec(mlo_graph(), train={"steps": 2}, eval={"enabled": False})
+    run_spec(spec, tmp_path / "run", progress=False)
+    train(build_graph(spec, bundle, torch.device("cpu")), tmp_path / "api")
+    names = ["losses.png", "mask_diversity.png", "masks.png", "reconstructions.png"]
+    for folder in ("run", "api"):
+        assert sorted(p.name for p in (tmp_path / folder).glob("*.png")) == names, folder
+        for name in names:
+            _non_trivial(tmp_path / folder / name)
+
+
+def test_a_graph_of_custom_nodes_gets_its_loss_curves_only(tmp_path: Path) -> None:
+    """No auto-encoder in the graph: losses.png, and no model is built for a picture."""
+    from metamask.compose import new_graph, train
+
+    weight = torch.nn.Parameter(torch.tensor([3.0]))
+    module = torch.nn.Module()
+    module.register_parameter("w", weight)
+    g = new_graph(None, steps=6, log_every=1)
+    g.node(
+        "fit",
+        module=module,
+        loss=lambda batch: (weight - 1.0).pow(2).sum(),
+        optimizer={"type": "sgd", "lr": 0.1, "weight_decay": 0.0},
+    )
+    graph = g.build()
+    train(graph, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["losses.png"]
+    _non_trivial(tmp_path / "losses.png")
+    assert "mae" not in graph.context.shared
