@@ -146,9 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
     audit.add_argument("--node", default=None, help="audit this node only (default: every one)")
     audit.add_argument(
-        "--reference", default=None, help="unrolled | cg | implicit_cg (default: the spec's)"
+        "--reference",
+        default=None,
+        help="unrolled | cg | implicit_cg | finite_difference (default: the spec's)",
     )
     audit.add_argument("--batches", type=int, default=8, help="engine cycles audited (8)")
+    audit.add_argument(
+        "--directions", type=int, default=4, help="finite_difference: directions per cycle (4)"
+    )
+    audit.add_argument(
+        "--eps", type=float, default=1e-5, help="finite_difference: the step along each direction"
+    )
     audit.add_argument(
         "--out", type=Path, default=None, help="the JSON report (default: RUN_DIR.audit.json)"
     )
@@ -357,7 +365,14 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     from metamask.checkpoint import write_json
     from metamask.run_audit import audit_run, audit_table
 
-    report = audit_run(args.run_dir, args.node, args.reference, args.batches)
+    report = audit_run(
+        args.run_dir,
+        args.node,
+        args.reference,
+        args.batches,
+        directions=args.directions,
+        eps=args.eps,
+    )
     out = args.out or args.run_dir.parent / f"{args.run_dir.name}.audit.json"
     write_json(out, report)
     console.print(audit_table(report))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from metamask.hypergrad.audit import (
     Auditor,
     audit_summary,
     check_auditable,
+    compare,
     edge_name,
     result_row,
 )
@@ -51,8 +53,11 @@ def chosen_audits(
     """The audits to run: the spec's own (every cycle), else every node with an edge
     estimator (or ``node``) against ``reference`` (default ``unrolled``), refused in one line
     where the reference cannot be exact."""
-    if reference is not None and reference not in REFERENCES:
-        raise ConfigError(f"{where}: --reference {reference!r}; expected one of {list(REFERENCES)}")
+    if reference is not None and reference not in (*REFERENCES, FINITE_DIFFERENCE):
+        raise ConfigError(
+            f"{where}: --reference {reference!r}; expected one of "
+            f"{[*REFERENCES, FINITE_DIFFERENCE]}"
+        )
     paths = [path for n in graph.nodes.values() for path in n._paths]
     lowers = [
         name
@@ -88,12 +93,97 @@ def chosen_audits(
     return audits
 
 
+#: ``--reference finite_difference``: the composed gradient of each upper node checked by
+#: central differences of its loss after one engine cycle, along random directions
+FINITE_DIFFERENCE = "finite_difference"
+
+
+def finite_difference_check(
+    graph: Graph,
+    upper: str,
+    directions: int,
+    eps: float,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """The composed gradient of ``upper`` against central differences, along random directions.
+
+    From the graph's current state (every node's state, data positions and random numbers
+    restored before each run), one engine cycle is run unperturbed (the gradient ``g`` the
+    node's step composes: its direct gradient plus every estimator's term) and then twice per
+    direction ``d`` (unit norm) with the node's parameters moved by ``+-eps d``, reading the
+    node's loss at its step: ``F(theta)``, the loss after the lowers' steps of the cycle. The
+    result compares ``g . d_i`` with ``(F(+) - F(-)) / (2 eps)`` over the directions (cosine and
+    relative error of those two vectors; random projections preserve inner products in
+    expectation). Costs two engine cycles per direction. Top-k selections made inside the
+    cycle may switch under the perturbation; a small ``eps`` keeps that rare.
+    """
+    from metamask.seeding import rng_state
+
+    node = graph.nodes[upper]
+    start = {name: copy.deepcopy(n.state_dict()) for name, n in graph.nodes.items()}
+    rng = rng_state()
+    params = node.trainable_parameters()
+    seen: dict[str, Any] = {}
+
+    def hook(n: Any, loss: torch.Tensor, paths: Any) -> Any:
+        seen["loss"] = float(loss.detach())
+
+        def after() -> None:
+            seen["grad"] = [
+                torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params
+            ]
+
+        return after
+
+    def cycle(shift: list[torch.Tensor] | None) -> dict[str, Any]:
+        for name, n in graph.nodes.items():
+            n.load_state_dict(copy.deepcopy(start[name]))
+        set_rng_state(rng)
+        if shift is not None:
+            with torch.no_grad():
+                for p, s in zip(params, shift, strict=True):
+                    p.add_(s)
+        seen.clear()
+        for _ in range(4 * graph.checkpoint_period()):
+            graph.step()
+            if "grad" in seen:
+                return dict(seen)
+        raise RuntimeError(f"node '{upper}' did not step within a cycle")
+
+    node.backward_hooks.append(hook)
+    try:
+        tick = time.perf_counter()
+        grad = cycle(None)["grad"]
+        projected, differences = [], []
+        for _ in range(directions):
+            d = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in params]
+            scale = float(torch.cat([x.reshape(-1) for x in d]).norm())
+            d = [(x / scale).to(p.dtype) for x, p in zip(d, params, strict=True)]
+            plus = cycle([eps * x for x in d])["loss"]
+            minus = cycle([-eps * x for x in d])["loss"]
+            differences.append((plus - minus) / (2 * eps))
+            projected.append(
+                float(sum((g.double() * x.double()).sum() for g, x in zip(grad, d, strict=True)))
+            )
+        seconds = time.perf_counter() - tick
+    finally:
+        node.backward_hooks.remove(hook)
+        for name, n in graph.nodes.items():
+            n.load_state_dict(copy.deepcopy(start[name]))
+        set_rng_state(rng)
+    metrics = compare([torch.tensor(projected)], [torch.tensor(differences)])
+    metrics["reference_seconds"] = seconds
+    return {"projected": projected, "differences": differences, **metrics}
+
+
 def audit_run(
     folder: Path,
     node: str | None = None,
     reference: str | None = None,
     batches: int = 8,
     console: Console | None = None,
+    directions: int = 4,
+    eps: float = 1e-5,
 ) -> dict[str, Any]:
     """Audit the run in ``folder`` at its checkpoint over ``batches`` cycles; the report.
 
@@ -119,8 +209,10 @@ def audit_run(
         device = resolve_device(spec.train.device)
         seed_everything(spec.seed)
         graph = build_graph(spec, load_pretrain_data(spec), device, source)
-    audits = chosen_audits(graph, node, reference, where)
     trainer = Trainer(graph, spec, None, console, progress=False)
+    if reference == FINITE_DIFFERENCE:
+        return _finite_difference_run(graph, trainer, state, path, node, batches, directions, eps)
+    audits = chosen_audits(graph, node, reference, where)
     trainer.restore(state, path)  # parameters, counters, data positions: nothing written
     set_rng_state(state["rng"])
     start = {
@@ -154,6 +246,63 @@ def audit_run(
         "batches": batches,
         "audits": {name: vars(options) for name, options in audits.items()},
         "summary": summary,
+        "rows": rows,
+    }
+
+
+def _finite_difference_run(
+    graph: Graph,
+    trainer: Trainer,
+    state: dict[str, Any],
+    path: Path,
+    node: str | None,
+    batches: int,
+    directions: int,
+    eps: float,
+) -> dict[str, Any]:
+    """``--reference finite_difference``: each upper node (or ``node``) checked at the
+    checkpoint, ``batches`` cycles (each on the next batches), ``directions`` each."""
+    uppers = [
+        name
+        for name, n in graph.nodes.items()
+        if any(not p[1].hypergradient_in_graph for p in n._paths)
+    ]
+    if node is not None:
+        if node not in uppers:
+            raise ConfigError(
+                f"audit: --node {node!r} composes no hypergradient; with --reference "
+                f"{FINITE_DIFFERENCE} choose an upper node among {uppers}"
+            )
+        uppers = [node]
+    trainer.restore(state, path)
+    set_rng_state(state["rng"])
+    graph.train()
+    generator = torch.Generator().manual_seed(0)
+    rows: list[dict[str, Any]] = []
+    start = {
+        name: {k: v for k, v in copy.deepcopy(n.state_dict()).items() if k != "data"}
+        for name, n in graph.nodes.items()
+    }
+    for cycle in range(batches):
+        for name, n in graph.nodes.items():  # the checkpoint's state, the next batches
+            n.load_state_dict(copy.deepcopy(start[name]))
+        for upper in uppers:
+            check = finite_difference_check(graph, upper, directions, eps, generator)
+            rows.append(
+                {"cycle": cycle, "step": cycle, "audit": f"{upper} (composed)",
+                 "reference": FINITE_DIFFERENCE, **check}
+            )  # fmt: skip
+        for _ in range(graph.checkpoint_period()):  # on to the next batches
+            graph.step()
+    return {
+        "run": str(path.parent),
+        "checkpoint_step": int(state["step"]),
+        "batches": batches,
+        "audits": {
+            u: {"reference": FINITE_DIFFERENCE, "directions": directions, "eps": eps}
+            for u in uppers
+        },
+        "summary": audit_summary(rows),
         "rows": rows,
     }
 
