@@ -284,3 +284,22 @@ def test_the_finite_difference_reference_agrees_with_unrolled_on_a_tiny_mlomae(
     for projected, difference in zip(row["projected"], row["differences"], strict=True):
         assert difference == pytest.approx(projected, rel=1e-4)
     assert row["cosine"] > 1 - 1e-8
+
+
+def test_the_unrolled_twin_is_kept_only_in_windows_that_end_at_an_audit_step() -> None:
+    problem = Quadratic.make(n=6, seed=1)
+    graph = quadratic_graph(
+        problem, {"type": "darts", "audit": {"every": 3, "reference": "unrolled"}}, unroll=2
+    )
+    auditor = Auditor(graph.nodes, graph.audits)
+    auditor.install()
+    graph.train()
+    kept = []
+    for _ in range(12):  # theta steps every 2 engine steps: local steps 1..6, audits at 3, 6
+        graph.step()
+        kept.append("w" in auditor._shadows)
+    auditor.remove()
+    # the twin lives through the two w steps before theta's steps 3 and 6 (engine steps 5-6,
+    # 11-12) and is dropped by the audit; nothing is kept anywhere else
+    assert kept == [False] * 4 + [True, False] + [False] * 4 + [True, False]
+    assert [r.upper_step for r in auditor.results] == [3, 6]
