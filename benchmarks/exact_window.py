@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             row["ratio_per_round"] = ratios
             row["above_cut_at"] = row["ratio"] > CUT_AT
             rows.append(row)
+            write_results(args, rows)  # after every K: a stopped run keeps what it measured
     title = (
         f"one MLO-MAE cycle at window K: unrolled (exact) vs darts "
         f"({args.device}, {args.threads} thread(s); CPU numbers: measured under load)"
