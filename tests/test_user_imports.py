@@ -109,6 +109,7 @@ def test_without_imports_the_error_names_the_estimators_and_the_likely_cause(
     assert "--import MODULE" in line
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_spec_imports_make_show_run_eval_and_resume_see_the_estimator(
     lab: Path, tmp_path: Path
 ) -> None:
@@ -133,6 +134,7 @@ def test_spec_imports_make_show_run_eval_and_resume_see_the_estimator(
     assert results["spec"]["imports"] == ["lab_est"]
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_the_import_flag_imports_and_the_run_folder_records_it(lab: Path, tmp_path: Path) -> None:
     args = ["--set", "graph.nodes.pretrain.hypergradient.type=darts01", "--import", "lab_est"]
     out = tmp_path / "run"

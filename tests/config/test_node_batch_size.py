@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from metamask.compose import check_buildable
 from metamask.config import load_spec, spec_from_dict, spec_to_yaml_dict
 
@@ -44,6 +46,7 @@ def test_a_bad_node_batch_size_is_one_line() -> None:
     ]
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_a_node_that_draws_no_batches_refuses_a_batch_size() -> None:
     """MetaMAE's reconstruct node takes its batches from adapt: the size belongs there."""
     proc = _show(METAMAE, "--set", "graph.nodes.reconstruct.batch_size=4")

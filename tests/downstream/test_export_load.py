@@ -292,7 +292,12 @@ def _broken(export: Path, tmp_path: Path, how: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    "how", ["truncated", pytest.param("random", marks=pytest.mark.slow), "shape"]
+    "how",
+    [
+        "truncated",
+        pytest.param("random", marks=pytest.mark.slow),
+        pytest.param("shape", marks=pytest.mark.slow),
+    ],
 )
 def test_bad_export_files_give_one_line_and_exit_2(how: str, runs: dict, tmp_path: Path) -> None:
     _, export, _ = runs["signal"]
@@ -315,6 +320,7 @@ def test_bad_export_files_give_one_line_and_exit_2(how: str, runs: dict, tmp_pat
     assert not run_out.exists()
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_export_is_atomic_and_leaves_the_run_folder_unchanged(runs: dict, tmp_path: Path) -> None:
     folder, _, _ = runs["tabular"]
     before = {p.name: p.read_bytes() for p in folder.iterdir()}

@@ -177,11 +177,19 @@ def test_bad_audit_options_are_one_line_and_exit_2(
     assert "graph.nodes.pretrain.hypergradient.audit" in err, err
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_a_run_is_bitwise_the_same_with_the_audit_on_across_a_kill_and_resume(
     tmp_path: Path,
 ) -> None:
     steps = 6
-    args = [str(MLOMAE), *TINY, "--set", f"train.steps={steps}", "--set", "train.checkpoint_every=2"]
+    args = [
+        str(MLOMAE),
+        *TINY,
+        "--set",
+        f"train.steps={steps}",
+        "--set",
+        "train.checkpoint_every=2",
+    ]
     audit = [
         "--set",
         "graph.nodes.pretrain.hypergradient={type: darts, audit: {every: 1, reference: unrolled}}",
@@ -199,8 +207,9 @@ def test_a_run_is_bitwise_the_same_with_the_audit_on_across_a_kill_and_resume(
     assert resumed.returncode == 0, resumed.stderr
     _, err = reference.communicate(timeout=900)
     assert reference.returncode == 0, err
-    off, on = training_state(tmp_path / "off" / "checkpoint.pt"), training_state(
-        victim_dir / "checkpoint.pt"
+    off, on = (
+        training_state(tmp_path / "off" / "checkpoint.pt"),
+        training_state(victim_dir / "checkpoint.pt"),
     )
     for key in ("step", "nodes", "rng", "callbacks"):
         assert_identical(off[key], on[key], key)
@@ -220,6 +229,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_audit_command_audits_a_stopped_run_at_its_checkpoint_and_leaves_it_unchanged(
     tmp_path: Path,
 ) -> None:
@@ -262,6 +272,7 @@ def test_compare_measures_and_a_zero_reference_without_infinities(tmp_path: Path
     assert json.loads(json.dumps(zero, allow_nan=False)) == zero
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_the_finite_difference_reference_agrees_with_unrolled_on_a_tiny_mlomae(
     tmp_path: Path,
 ) -> None:

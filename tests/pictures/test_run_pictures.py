@@ -99,6 +99,7 @@ def test_reconstructions_of_table_rows_label_features_not_time(
     assert label.startswith(f"{axis} (grey: masked tokens"), label
 
 
+@pytest.mark.slow  # a real subprocess run; the default run stays short
 def test_compose_train_writes_the_pictures_metamask_run_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
