@@ -66,6 +66,25 @@ class RunResult:
     finetune: FinetuneResult | None = None
 
 
+def graph_at_checkpoint(
+    spec: RunSpec, source: str, path: Path
+) -> tuple[Graph, dict[str, Any], DataBundle, torch.device]:
+    """A stopped or finished run's graph built again, and its checkpoint, for another look.
+
+    Called under the run folder's lock (``metamask eval``, ``metamask audit``): the checkpoint
+    at ``path`` is read and checked to be this spec's run, then the graph is built as the run
+    built it (threads, device, seed); restoring the state into it is the caller's choice.
+    """
+    state = load_checkpoint(path)
+    check_same_run(saved_spec(state, path), spec_to_dict(spec), path)
+    if spec.train.threads > 0:
+        torch.set_num_threads(spec.train.threads)
+    device = resolve_device(spec.train.device)
+    seed_everything(spec.seed)
+    bundle = load_pretrain_data(spec)
+    return build_graph(spec, bundle, device, source), state, bundle, device
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; explicit CUDA requests need a GPU."""
     if name == "auto":
@@ -284,14 +303,7 @@ def evaluate_run(
             "set one, e.g. --set eval.finetune.epochs=20"
         )
     with run_folder_lock(folder):
-        state = load_checkpoint(path)
-        check_same_run(saved_spec(state, path), spec_to_dict(spec), path)
-        if spec.train.threads > 0:
-            torch.set_num_threads(spec.train.threads)
-        device = resolve_device(spec.train.device)
-        seed_everything(spec.seed)
-        bundle = load_pretrain_data(spec)
-        graph = build_graph(spec, bundle, device, source)
+        graph, state, bundle, device = graph_at_checkpoint(spec, source, path)
         trainer = Trainer(graph, spec, None, console, progress=False)
         trainer.restore(state, path)  # the parameters only: no folder, nothing tidied
         eval_bundle = load_eval_data(spec, bundle, source)

@@ -22,9 +22,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from metamask.checkpoint import load_checkpoint
-from metamask.compose import build_graph
-from metamask.config import spec_to_dict
 from metamask.errors import CheckpointError, ConfigError
 from metamask.folder_lock import run_folder_lock
 from metamask.graph import Graph
@@ -40,10 +37,9 @@ from metamask.hypergrad.audit import (
     result_row,
 )
 from metamask.hypergrad.registry import get_estimator
-from metamask.resume import CHECKPOINT_NAME, check_same_run, run_folder_spec, saved_spec
-from metamask.run import resolve_device
-from metamask.seeding import seed_everything, set_rng_state
-from metamask.spec_data import load_pretrain_data
+from metamask.resume import CHECKPOINT_NAME, run_folder_spec
+from metamask.run import graph_at_checkpoint
+from metamask.seeding import set_rng_state
 from metamask.train import Trainer
 
 
@@ -202,13 +198,7 @@ def audit_run(
         raise CheckpointError(f"{where}: no {CHECKPOINT_NAME} in the folder: nothing to audit")
     spec, source = run_folder_spec(folder, [], command="audit")
     with run_folder_lock(folder):
-        state = load_checkpoint(path)
-        check_same_run(saved_spec(state, path), spec_to_dict(spec), path)
-        if spec.train.threads > 0:
-            torch.set_num_threads(spec.train.threads)
-        device = resolve_device(spec.train.device)
-        seed_everything(spec.seed)
-        graph = build_graph(spec, load_pretrain_data(spec), device, source)
+        graph, state, _, _ = graph_at_checkpoint(spec, source, path)
     trainer = Trainer(graph, spec, None, console, progress=False)
     if reference == FINITE_DIFFERENCE:
         return _finite_difference_run(graph, trainer, state, path, node, batches, directions, eps)
