@@ -120,7 +120,11 @@ def adam_preconditioner(vector: Sequence[torch.Tensor], lower: HypergradNode) ->
     With ``m = b1 m' + (1-b1) g`` and ``s = b2 s' + (1-b2) g^2`` (primes: before the step,
     ``g`` the gradient the step applied), the derivative of ``m / (sqrt(s) + eps)`` in ``g`` is
     ``((1-b1) b2 s' - b1 (1-b2) g m') / (sqrt(s) + eps)^3`` (no bias correction, as Betty).
-    ``g`` comes from ``lower.applied_grads`` (recorded by the node's optimizer step).
+    ``g`` comes from ``lower.applied_grads`` and ``lr`` from ``lower.applied_lrs``, both
+    recorded by the node's optimizer step: the rate that step used, not the optimizer's
+    current one, which the lower's scheduler has already moved on when the upper node runs
+    this (Betty reads the moved one; at a cosine schedule's last step it is 0, and so was
+    the whole hypergradient).
     """
     optimizer = lower.optimizer
     assert optimizer is not None, f"node '{lower.name}' has no optimizer"
@@ -129,8 +133,11 @@ def adam_preconditioner(vector: Sequence[torch.Tensor], lower: HypergradNode) ->
     if applied is None:
         applied = [torch.zeros_like(p) for p in params]
     groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    lrs = lower.applied_lrs
+    if lrs is None:  # no step recorded yet: the optimizer's current rate
+        lrs = [float(groups[id(p)]["lr"]) for p in params]
     out = []
-    for v, param, g in zip(vector, params, applied, strict=True):
+    for v, param, g, lr in zip(vector, params, applied, lrs, strict=True):
         group, state = groups[id(param)], optimizer.state.get(param, {})
         b1, b2 = group["betas"]
         m = state.get("exp_avg", torch.zeros_like(v))
@@ -138,7 +145,7 @@ def adam_preconditioner(vector: Sequence[torch.Tensor], lower: HypergradNode) ->
         m_old = (m - (1 - b1) * g) / b1 if b1 != 0 else torch.zeros_like(v)
         s_old = (s - (1 - b2) * g * g) / b2
         scale = ((1 - b1) * b2 * s_old - b1 * (1 - b2) * g * m_old) / (s.sqrt() + group["eps"]) ** 3
-        out.append(v * scale * group["lr"])
+        out.append(v * scale * lr)
     return out
 
 

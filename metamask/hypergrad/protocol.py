@@ -50,6 +50,12 @@ class HypergradNode(Protocol):
         ...
 
     @property
+    def applied_lrs(self) -> list[float] | None:
+        """The learning rate the last optimizer step applied to each trainable parameter,
+        kept with :attr:`applied_grads` (before the scheduler moved it on)."""
+        ...
+
+    @property
     def hypergradient_in_graph(self) -> bool:
         """True when the gradient through this node's solution already lives in autograd."""
         ...

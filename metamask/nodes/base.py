@@ -113,6 +113,10 @@ class Node(ImplicitProblem):
         #: the gradients the last optimizer step applied, kept only when this node's estimator
         #: reads them (``sama`` preconditions with Adam's last update); otherwise None
         self.applied_grads: list[torch.Tensor] | None = None
+        #: the learning rate that step applied to each trainable parameter, kept with
+        #: :attr:`applied_grads` (the scheduler has moved the optimizer's on by the time an
+        #: upper node runs the estimator; a cosine schedule's last step leaves it at 0)
+        self.applied_lrs: list[float] | None = None
         #: batches dropped because of a non-finite value (``on_nonfinite: skip``)
         self.skipped = 0
         #: called after each backward with the node and its backward's arguments (the
@@ -180,11 +184,18 @@ class Node(ImplicitProblem):
             self._scaled_step()
             return
         if reads_applied_grads(self.estimator):
-            self.applied_grads = [
-                torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-                for p in self.trainable_parameters()
-            ]
+            self._record_applied(self.trainable_parameters())
         super().optimizer_step(*args, **kwargs)
+
+    def _record_applied(self, params: Sequence[torch.Tensor]) -> None:
+        """Keep the gradients and learning rates the coming optimizer step applies to
+        ``params`` (:attr:`applied_grads`, :attr:`applied_lrs`)."""
+        self.applied_grads = [
+            torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params
+        ]
+        assert self.optimizer is not None
+        lrs = {id(p): float(g["lr"]) for g in self.optimizer.param_groups for p in g["params"]}
+        self.applied_lrs = [lrs[id(p)] for p in params]
 
     def _scaled_step(self) -> None:
         """fp16: unscale, then step unless the gradients overflowed; a skipped step is counted
@@ -199,10 +210,7 @@ class Node(ImplicitProblem):
         if not overflow:
             self.last_metrics["grad_norm"] = norm
             if reads_applied_grads(self.estimator):
-                self.applied_grads = [
-                    torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-                    for p in params
-                ]
+                self._record_applied(params)
         self.scaler.step(self.optimizer)  # skips the update itself when a gradient is not finite
         self.scaler.update()  # halves the scale after an overflow, grows it after a clean run
         precision.check_loss_scale(self.scaler, self.name, self._count)  # a floor: stop

@@ -12,6 +12,7 @@ Betty's own functions are run on the same metamask nodes as ours:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -92,6 +93,39 @@ def test_sama_preconditioner_matches_betty_with_an_adam_lower() -> None:
     v, _ = problem.upper_grads(param.detach(), upper.module.value.detach())
     mine = ours("sama", lower, upper, v)
     assert rel(mine, betty_sama([v], lower, upper, False)[0]) < 1e-6
+
+
+def test_sama_preconditions_with_the_learning_rate_its_step_used() -> None:
+    """A cosine schedule over the lower's 3 steps: the optimizer's lr after the last step is 0.
+
+    Betty's sama reads the optimizer's lr when the upper steps, after the lower's scheduler
+    moved it on: one step late throughout, and 0 (a zero hypergradient) at the schedule's end.
+    Ours preconditions with the rate each step applied (``Node.applied_lrs``): it equals
+    Betty's run with that rate put back, at every step, and is not zero at the last.
+    """
+    problem = Quadratic.make()
+    graph = bilevel_graph(problem, "sama", solve_exactly=False, optimizer="adam", lr=0.05)
+    lower, upper = graph.lower, graph.upper
+    lower.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(lower.optimizer, T_max=3)
+    (param,) = lower.trainable_parameters()
+    group = lower.optimizer.param_groups[0]
+    for step in range(3):
+        used = 0.05 * (1 + math.cos(math.pi * step / 3)) / 2  # the cosine rate of step `step`
+        total = graph.run_upper_step()  # no direct term: the indirect gradient alone
+        assert lower.applied_lrs == [pytest.approx(used, rel=1e-12)]
+        moved = group["lr"]
+        assert moved == pytest.approx(0.05 * (1 + math.cos(math.pi * (step + 1) / 3)) / 2)
+        lower.optimizer.state[param]["last_grad"] = lower.applied_grads[0]  # Betty reads it here
+        v, _ = problem.upper_grads(param.detach(), upper.module.value.detach())
+        group["lr"] = used
+        expected = betty_sama([v], lower, upper, False)[0]
+        group["lr"] = moved
+        if step == 0:  # Adam's first step: no moments before it, so D = 0 (as Betty)
+            assert float(total.norm()) == 0.0 == float(expected.norm())
+            continue
+        assert float(expected.norm()) > 1e-6
+        assert rel(total, expected) < 1e-6
+    assert group["lr"] == pytest.approx(0.0, abs=1e-15)  # Betty would return exactly zero
 
 
 class _UpperWithUnused:
