@@ -32,7 +32,7 @@ from metamask.compose import build_graph
 from metamask.config import EstimatorSpec, GraphSpec, RunSpec, load_spec
 from metamask.downstream.finetune import fine_tune
 from metamask.downstream.probe import linear_probe
-from metamask.plots import MaskPictures, save_mask_picture
+from metamask.pictures.maskers import MaskPictures, save_mask_picture
 from metamask.run import resolve_device
 from metamask.seeding import seed_everything
 from metamask.spec_data import load_pretrain_data

@@ -4,9 +4,10 @@ A callback sees the trainer at three moments: ``on_train_start`` (before the fir
 this call of :meth:`~metamask.train.Trainer.run`), ``on_step_end`` (after every engine step,
 with the nodes that stepped) and ``on_train_end`` (after the last step, and also when
 training stops on an error or a signal). Pictures every N steps
-(:class:`metamask.plots.MaskPictures`), extra logs or periodic probes are callbacks; so is
-``metrics.jsonl`` (:class:`MetricsLog`). A callback must not draw from the global random
-generators: that would change the run's random stream, and a resumed run would differ.
+(:class:`metamask.pictures.maskers.MaskPictures`), extra logs or periodic probes are
+callbacks; so is ``metrics.jsonl`` (:class:`MetricsLog`). A callback must not draw from the
+global random generators: that would change the run's random stream, and a resumed run would
+differ.
 """
 
 from __future__ import annotations

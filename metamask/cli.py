@@ -450,7 +450,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from metamask.config.imports import import_modules, with_imports
 
     if args.png is not None:  # before anything is printed: a name the picture cannot take
-        from metamask.graph_picture import check_picture_path
+        from metamask.pictures.graph import check_picture_path
 
         check_picture_path(args.png)
     spec = load_spec(args.spec, args.overrides)
@@ -491,7 +491,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     for line in optimizer_lines(spec, trained):
         console.print(line, highlight=False, soft_wrap=True)
     if args.png is not None:
-        from metamask.graph_picture import draw_graph
+        from metamask.pictures.graph import draw_graph
 
         try:
             draw_graph(spec.graph, args.png, title=spec.name)

@@ -18,8 +18,7 @@ from rich.text import Text
 
 from metamask.config import OptimizerSpec, RunSpec
 from metamask.data.base import DatasetEntry, LoadOptions
-from metamask.graph_picture import edge_estimator
-from metamask.topology import local_step_period
+from metamask.topology import edge_estimator, local_step_period
 
 #: short headers for long result keys (the keys stay as they are in results.json)
 HEADERS = {"seconds_per_step": "s/step", "ratio_vs_mae": "vs mae", "probe_epoch": "epoch"}

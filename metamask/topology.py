@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from metamask.config import GraphSpec
+from metamask.config import EstimatorSpec, GraphSpec
 from metamask.config.origins import located
 from metamask.errors import GraphError, did_you_mean
 
@@ -194,3 +194,34 @@ def nested_nodes(graph: GraphSpec) -> dict[str, list[str]]:
         for name in graph.nodes
         if name in applied and graph.u2l.get(name)
     }
+
+
+def edge_estimator(graph: GraphSpec, name: str, options: bool = False) -> str | None:
+    """The estimator of node ``name``'s edges up (its ``l2u`` edges), with its options when
+    ``options``; None for a node below nothing, which no estimator ever runs for. The table
+    and the picture of ``metamask show`` both label nodes with it."""
+    if not graph.l2u.get(name):
+        return None
+    node = graph.nodes[name]
+    solver = node.options.get("latent_solver") if node.type == "adapt" else None
+    if isinstance(solver, Mapping):  # an adapt node's latent solver carries its gradient
+        spec = EstimatorSpec(
+            str(solver.get("type")), {k: v for k, v in solver.items() if k != "type"}
+        )
+    else:
+        spec = node.hypergradient
+    if options and spec.options:
+        return spec.type + " " + ", ".join(f"{k}={v}" for k, v in spec.options.items())
+    return spec.type
+
+
+def node_levels(graph: GraphSpec) -> dict[str, int]:
+    """Level of every node: 0 for nodes below nothing, else 1 + the highest node below it."""
+    below: dict[str, list[str]] = {name: list(graph.u2l.get(name, [])) for name in graph.nodes}
+    for lower, uppers in graph.l2u.items():
+        for upper in uppers:
+            below[upper].append(lower)
+    levels: dict[str, int] = {}
+    for name in validate_graph(graph):  # lowers first: every node below is already placed
+        levels[name] = 1 + max((levels[n] for n in below[name]), default=-1)
+    return levels

@@ -51,7 +51,7 @@ def test_custom_graph_example_runs(
 def test_show_png_draws_the_graph_by_levels(tmp_path: Path) -> None:
     from metamask.cli import main
     from metamask.config import load_spec
-    from metamask.graph_picture import node_levels
+    from metamask.topology import node_levels
 
     spec_file = ROOT / "problems" / "metamae+mask-wine.yaml"
     levels = node_levels(load_spec(spec_file).graph)

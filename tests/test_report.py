@@ -13,7 +13,6 @@ from rich.console import Console
 from metamask.config import OptimizerSpec
 from metamask.data.base import LoadOptions
 from metamask.data.registry import all_datasets
-from metamask.graph_picture import edge_estimator
 from metamask.report import (
     datasets_table,
     graph_table,
@@ -21,6 +20,7 @@ from metamask.report import (
     results_row,
     results_table,
 )
+from metamask.topology import edge_estimator
 
 
 def _text(renderable: object, width: int = 80) -> str:

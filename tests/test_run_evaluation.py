@@ -14,7 +14,7 @@ from metamask.compose import build_graph
 from metamask.config import FinetuneSpec
 from metamask.downstream.finetune import fine_tune
 from metamask.models.mae import MaskedAutoencoder
-from metamask.plots import learned_masker, masking_picture, save_mask_picture
+from metamask.pictures.maskers import learned_masker, masking_picture, save_mask_picture
 from metamask.run import run_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

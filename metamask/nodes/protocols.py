@@ -4,7 +4,7 @@ A ``mask`` node sits on a :class:`MaskedPretraining` node (MLO-MAE's ``pretrain`
 ``reconstruct`` above an ``adapt`` node with a learned masker) and reads the loss of a
 :class:`Downstream` node on held-out data (MLO-MAE's ``head``, or a custom node). Any node
 type that has these members can take these places; the pictures of a run
-(:mod:`metamask.plots`) find the learned masker the same way.
+(:mod:`metamask.pictures.maskers`) find the learned masker the same way.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from metamask.graph import Graph
 from metamask.pictures.audit import AUDIT_PICTURE, audit_picture
 from metamask.pictures.curves import loss_curves
 from metamask.pictures.diversity import MASK_DIVERSITY, diversity_curves
+from metamask.pictures.maskers import save_mask_picture, validation_examples
 from metamask.pictures.reconstructions import reconstruction_picture
-from metamask.plots import save_mask_picture, validation_examples
 
 LOSSES = "losses.png"
 RECONSTRUCTIONS = "reconstructions.png"

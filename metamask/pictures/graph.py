@@ -8,46 +8,13 @@ lower's steps trigger the upper). Knows nothing of Betty; reads the spec only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from metamask.checkpoint import atomic_write
-from metamask.config import EstimatorSpec, GraphSpec
+from metamask.config import GraphSpec
 from metamask.errors import OutputError
-from metamask.topology import validate_graph
-
-
-def edge_estimator(graph: GraphSpec, name: str, options: bool = False) -> str | None:
-    """The estimator of node ``name``'s edges up (its ``l2u`` edges), with its options when
-    ``options``; None for a node below nothing, which no estimator ever runs for. The table
-    and the picture of ``metamask show`` both label nodes with it."""
-    if not graph.l2u.get(name):
-        return None
-    node = graph.nodes[name]
-    solver = node.options.get("latent_solver") if node.type == "adapt" else None
-    if isinstance(solver, Mapping):  # an adapt node's latent solver carries its gradient
-        spec = EstimatorSpec(
-            str(solver.get("type")), {k: v for k, v in solver.items() if k != "type"}
-        )
-    else:
-        spec = node.hypergradient
-    if options and spec.options:
-        return spec.type + " " + ", ".join(f"{k}={v}" for k, v in spec.options.items())
-    return spec.type
-
-
-def node_levels(graph: GraphSpec) -> dict[str, int]:
-    """Level of every node: 0 for nodes below nothing, else 1 + the highest node below it."""
-    below: dict[str, list[str]] = {name: list(graph.u2l.get(name, [])) for name in graph.nodes}
-    for lower, uppers in graph.l2u.items():
-        for upper in uppers:
-            below[upper].append(lower)
-    levels: dict[str, int] = {}
-    for name in validate_graph(graph):  # lowers first: every node below is already placed
-        levels[name] = 1 + max((levels[n] for n in below[name]), default=-1)
-    return levels
-
+from metamask.topology import edge_estimator, node_levels
 
 #: the picture formats ``metamask show --png`` writes, by file extension
 PICTURE_FORMATS = (".png", ".svg", ".pdf")

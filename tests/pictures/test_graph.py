@@ -9,7 +9,7 @@ from helpers import METAMAE_MASK, tiny_spec
 from matplotlib.transforms import Bbox
 from PIL import Image
 
-from metamask.graph_picture import _clear_bend, draw_graph
+from metamask.pictures.graph import _clear_bend, draw_graph
 
 
 def test_an_edge_bends_around_a_box_on_its_chord() -> None:
