@@ -14,7 +14,8 @@ derivative of the split-B loss after one cycle), at one seed, for ``--steps`` en
 the masker, not the encoder.
 
 For every run, on the test split's images (eval mode), at initialisation (the graph the run
-starts from, built from the same seed) and after training:
+starts from, built from the same seed) and after training
+(:mod:`metamask.experiments.masker_measures`):
 
 - ``auroc``: per image, P(an informative token's masking probability > a noise token's),
   averaged (0.5: none; 1: masks the informative tokens first; 0: keeps them visible);
@@ -40,26 +41,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from rich.console import Console
 
 from metamask.checkpoint import write_json
-from metamask.compose import build_graph
 from metamask.config import RunSpec, load_spec
 from metamask.data.embedded.controlled import informative_map
 from metamask.errors import MetamaskError
 from metamask.experiments import finished_results, spec_as_json, write_text
-from metamask.mask_diversity import (
-    image_information_bits,
-    masking_source,
-    mean_entropy_bits,
-    pairwise_overlap,
-    probabilities_and_masks,
+from metamask.experiments.masker_measures import (
+    MEASURES,
+    at_initialisation,
+    masker_measures,
+    test_inputs,
 )
-from metamask.run import resolve_device, run_spec
-from metamask.seeding import seed_everything
-from metamask.spec_data import load_pretrain_data
+from metamask.mask_diversity import masking_source, probabilities_and_masks
+from metamask.run import run_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "problems" / "mlomae-controlled_patches.yaml"
 MASKER = "graph.nodes.pretrain.masker"
@@ -96,27 +92,6 @@ QUICK = ["model.backbone=tiny"]
 QUICK_VARIANTS = ["flat-lr1e-3", "token-lr1e-3-alive"]
 
 
-def auroc(prob: np.ndarray, informative: np.ndarray) -> float:
-    """Mean over rows of P(p[informative] > p[noise]) (ties half) for probabilities (N, L)."""
-    pos, neg = prob[:, informative], prob[:, ~informative]
-    greater = (pos[:, :, None] > neg[:, None, :]).mean(axis=(1, 2))
-    ties = (pos[:, :, None] == neg[:, None, :]).mean(axis=(1, 2))
-    return float((greater + 0.5 * ties).mean())
-
-
-def measures(prob: torch.Tensor, mask: torch.Tensor, informative: np.ndarray) -> dict[str, float]:
-    """This script's measures (its docstring) of probabilities and masks (N, L)."""
-    p = prob.double()
-    return {
-        "auroc": auroc(p.numpy(), informative),
-        "entropy": mean_entropy_bits(p),
-        "image_info": image_information_bits(p),
-        "overlap": pairwise_overlap(mask),
-        "mean_p": float(p.mean()),
-        "saturated": float(((p < 0.01) | (p > 0.99)).double().mean()),
-    }
-
-
 def spec_for(estimator: str, variant: str, seed: int, args: argparse.Namespace) -> RunSpec:
     overrides = [
         f"seed={seed}",
@@ -131,23 +106,6 @@ def spec_for(estimator: str, variant: str, seed: int, args: argparse.Namespace) 
     return load_spec(SPEC, [*overrides, *args.overrides])
 
 
-def test_inputs(spec: RunSpec) -> torch.Tensor:
-    test = load_pretrain_data(spec).test
-    return torch.stack([test[i][0] for i in range(len(test))])  # type: ignore[arg-type]
-
-
-def at_initialisation(spec: RunSpec, x: torch.Tensor, informative: np.ndarray) -> dict[str, float]:
-    """The measures of the masker the run starts from: the graph built as ``run_spec`` builds
-    it (same seeding, same order), untrained."""
-    if spec.train.threads > 0:
-        torch.set_num_threads(spec.train.threads)
-    seed_everything(spec.seed)
-    graph = build_graph(spec, load_pretrain_data(spec), resolve_device(spec.train.device))
-    source = masking_source(graph)
-    assert source is not None, f"{spec.name}: no learned masker"
-    return measures(*probabilities_and_masks(graph, source.masker, x), informative)
-
-
 def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> tuple[dict[str, Any], bool]:
     """The run's row: read back when ``out`` holds a finished one of ``spec``, else trained.
     Returns the row and whether it was trained now."""
@@ -157,13 +115,13 @@ def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> tuple[di
         return dict(finished), False
     informative = informative_map(spec.data.dataset)
     x = test_inputs(spec)
-    initial = at_initialisation(spec, x, informative)
+    initial = at_initialisation(spec, x)
     started = time.perf_counter()
     result = run_spec(spec, out, source=str(out), progress=not quiet, console=console)
     wall = time.perf_counter() - started
     source = masking_source(result.graph)
     assert source is not None
-    final = measures(*probabilities_and_masks(result.graph, source.masker, x), informative)
+    final = masker_measures(*probabilities_and_masks(result.graph, source.masker, x), informative)
     row = {
         "spec": spec_as_json(spec),
         "steps": spec.train.steps,
@@ -178,7 +136,7 @@ def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> tuple[di
     return row, True
 
 
-COLUMNS = ("auroc", "entropy", "image_info", "overlap", "mean_p", "saturated")
+COLUMNS = MEASURES
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
