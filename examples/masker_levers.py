@@ -51,8 +51,8 @@ from metamask.experiments import finished_results, spec_as_json, write_text
 from metamask.experiments.masker_measures import (
     MEASURES,
     at_initialisation,
+    held_out_inputs,
     masker_measures,
-    test_inputs,
 )
 from metamask.mask_diversity import masking_source, probabilities_and_masks
 from metamask.run import run_spec
@@ -114,7 +114,7 @@ def run_one(spec: RunSpec, out: Path, console: Console, quiet: bool) -> tuple[di
     if finished is not None:
         return dict(finished), False
     informative = informative_map(spec.data.dataset)
-    x = test_inputs(spec)
+    x = held_out_inputs(spec)
     initial = at_initialisation(spec, x)
     started = time.perf_counter()
     result = run_spec(spec, out, source=str(out), progress=not quiet, console=console)

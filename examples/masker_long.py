@@ -9,7 +9,8 @@ says whether it finds them) and ``digits`` (problems/mlomae-digits.yaml's data a
 
 - ``mae``: random masks (problems/mae-controlled_patches.yaml, problems/mae-digits-mlo.yaml);
 - ``published``: the published masker settings: ``flat_mlp``, masker lr 1e-3, ``darts`` on
-  both of the masker's edges, audited against ``unrolled`` every ``--audit-every`` steps;
+  both of the masker's edges, audited against ``unrolled`` every ``--audit-every`` masker
+  steps (the audit counts its upper node's steps: 50 masker steps are 100 engine steps);
 - ``frozen``: the control, the published masker held at its initialisation (masker lr 1e-12,
   ``darts``): masks from an untrained masking network. (``first_order`` on the pretrain edge,
   the issue's "no signal" control, is refused by the graph: no gradient would reach the
@@ -149,7 +150,11 @@ def audit_series(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 def train_one(dataset: str, arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Train (or resume, or read back) one run in this process and write its ``long.json``."""
-    from metamask.experiments.masker_measures import at_checkpoint, at_initialisation, test_inputs
+    from metamask.experiments.masker_measures import (
+        at_checkpoint,
+        at_initialisation,
+        held_out_inputs,
+    )
 
     spec = spec_for(dataset, arm, seed, args)
     folder = folder_of(dataset, arm, seed, args)
@@ -158,7 +163,7 @@ def train_one(dataset: str, arm: str, seed: int, args: argparse.Namespace) -> di
         return dict(done)
     console = Console(stderr=True)
     learned = ARMS[arm][0] == "mlomae"
-    x = test_inputs(spec) if learned else None
+    x = held_out_inputs(spec) if learned else None
     initial = at_initialisation(spec, x) if x is not None else None
     started = time.perf_counter()
     results, _ = finished_or_run(spec, folder, str(folder), not args.quiet, console)
@@ -339,7 +344,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--steps", type=int, default=None, help="engine steps per run")
-    parser.add_argument("--audit-every", type=int, default=None, help="engine steps per audit")
+    parser.add_argument("--audit-every", type=int, default=None, help="masker steps per audit")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")

@@ -78,7 +78,7 @@ def masker_measures(
     return measures
 
 
-def test_inputs(spec: RunSpec) -> torch.Tensor:
+def held_out_inputs(spec: RunSpec) -> torch.Tensor:
     """The spec's test split's inputs, stacked (N, ...)."""
     test = load_pretrain_data(spec).test
     return torch.stack([test[i][0] for i in range(len(test))])  # type: ignore[arg-type]

@@ -249,3 +249,14 @@ def test_the_derived_mae_baseline_is_the_baseline_spec_file() -> None:
     assert dataclasses.replace(derived, description="") == dataclasses.replace(
         written, description=""
     )
+
+
+def test_the_controlled_tasks_mae_baseline_is_its_derived_baseline() -> None:
+    derived = mlomae_cifar_example().mae_baseline(
+        load_spec(ROOT / "problems" / "mlomae-controlled_patches.yaml")
+    )
+    written = load_spec(ROOT / "problems" / "mae-controlled_patches.yaml")
+    assert written.name == "mae-controlled_patches"
+    assert dataclasses.replace(derived, name="", description="") == dataclasses.replace(
+        written, name="", description=""
+    )

@@ -1,0 +1,93 @@
+"""examples/masker_long.py (issue 23's long runs): the spec each arm resolves to, bad flags
+refused, and a --quick run end to end (child processes, tables, pictures) that a rerun reads
+back without training anything."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def example() -> Any:
+    path = ROOT / "examples/masker_long.py"
+    spec = importlib.util.spec_from_file_location("masker_long", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_arm_resolves_to_its_settings(example: Any) -> None:
+    args = example.parse(["--seeds", "4"])
+    assert args.steps == 1000 and args.audit_every == 50 and args.seeds == [4]
+    for dataset in example.DATASETS:
+        for arm in example.ARMS:
+            spec = example.spec_for(dataset, arm, 4, args)
+            nodes = spec.graph.nodes
+            assert spec.seed == 4 and spec.train.steps == 1000 and spec.train.threads == 1
+            assert spec.data.dataset == dataset and spec.eval.finetune is not None
+            assert nodes["pretrain"].optimizer.lr == 1e-3  # every arm: the same MAE lr
+            if arm == "mae":
+                assert list(nodes) == ["pretrain"] and nodes["pretrain"].type == "reconstruct"
+                continue
+            masker = dict(nodes["pretrain"].options)["masker"]
+            estimator = {"published": "darts", "frozen": "darts", "token-exact": "unrolled"}[arm]
+            for edge in ("pretrain", "head"):
+                hypergradient = nodes[edge].hypergradient
+                assert hypergradient.type == estimator
+                audit = dict(hypergradient.options).get("audit")
+                if arm == "published":
+                    assert audit == {"every": 50, "reference": "unrolled"}
+                else:
+                    assert audit is None
+            assert masker["type"] == ("token_mlp" if arm == "token-exact" else "flat_mlp")
+            assert nodes["mask"].optimizer.lr == (1e-12 if arm == "frozen" else 1e-3)
+
+
+def test_bad_flags_are_one_line_and_exit_2(
+    example: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for flags, message in (
+        (["--steps", "1"], "--steps: expected at least 2, got 1"),
+        (["--jobs", "0"], "--jobs: expected at least 1, got 0"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            example.parse(flags)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    out = tmp_path / "never"
+    assert example.main(["--quick", "--set", "train.stepz=3", "--out", str(out)]) == 2
+    assert "train.stepz" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end_and_a_rerun_trains_nothing(example: Any, tmp_path: Path) -> None:
+    out = tmp_path / "quick"
+    argv = ["--quick", "--quiet", "--datasets", "controlled_patches", "--out", str(out)]
+    argv += ["--arms", "mae", "published", "--jobs", "2"]
+    assert example.main(argv) == 0
+    table = json.loads((out / "table.json").read_text())
+    runs = {r["arm"]: r for r in table["runs"]}
+    assert set(runs) == {"mae", "published"}
+    assert runs["mae"]["init"] is None and runs["mae"]["probe"] is not None
+    published = runs["published"]
+    assert published["steps"] == 8 and published["finetune"] is not None
+    assert 0.0 <= published["final"]["auroc"] <= 1.0 and len(published["final"]["map"]) == 64
+    assert set(published["audit"]) == {"pretrain->mask", "head->mask"}
+    # every 2 steps of the upper node (mask), which steps every 2nd engine step
+    assert [step for step, _ in published["audit_series"]["head->mask"]] == [4, 8]
+    assert (out / "learned_maps.png").is_file() and (out / "audit_cosines.png").is_file()
+    assert "| controlled_patches | published | 0 |" in (out / "table.md").read_text()
+    done = out / "runs" / "controlled_patches-published-seed0" / "long.json"
+    stamp = done.stat().st_mtime_ns
+    assert example.main(argv) == 0
+    assert done.stat().st_mtime_ns == stamp
+    assert json.loads((out / "table.json").read_text())["runs"] == table["runs"]
