@@ -4,27 +4,21 @@ back instead of training again."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.scripts.loading import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def example() -> Any:
-    path = ROOT / "examples/controlled_masking.py"
-    spec = importlib.util.spec_from_file_location("controlled_masking", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/controlled_masking.py")
 
 
 def test_auroc_and_concentration_on_hand_made_maps(example: Any) -> None:

@@ -4,26 +4,20 @@ back without training anything."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.scripts.loading import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def example() -> Any:
-    path = ROOT / "examples/masker_long.py"
-    spec = importlib.util.spec_from_file_location("masker_long", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/masker_long.py")
 
 
 def test_each_arm_resolves_to_its_settings(example: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from metamask.config import load_spec
 from metamask.experiments import finished_results
+from tests.scripts.loading import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = [
@@ -21,11 +21,7 @@ FAST = [
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("metamae_dabs", ROOT / "examples/metamae_dabs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/metamae_dabs.py")
 
 
 def test_the_table_has_both_methods_and_reuse_trains_nothing(example, tmp_path: Path) -> None:
@@ -90,10 +86,7 @@ def test_a_changed_spec_is_not_reused(example, tmp_path: Path) -> None:
 def test_reprobe_evaluates_a_finished_run_again_from_its_checkpoint(
     example, tmp_path: Path
 ) -> None:
-    spec = importlib.util.spec_from_file_location("reprobe", ROOT / "examples/reprobe.py")
-    assert spec is not None and spec.loader is not None
-    reprobe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reprobe)
+    reprobe = load_script("examples/reprobe.py")
     args = ["--dataset", "wine", "--seeds", "0", *FAST, "--out", str(tmp_path)]
     assert example.main(args) == 0
     run = tmp_path / "wine" / "metamae" / "seed0"

@@ -4,26 +4,20 @@ and (slow) a --quick run end to end that a rerun reads back instead of training 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.scripts.loading import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def example() -> Any:
-    path = ROOT / "examples/mlomae_vs_mae.py"
-    spec = importlib.util.spec_from_file_location("mlomae_vs_mae", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/mlomae_vs_mae.py")
 
 
 def test_the_plan_pairs_each_method_with_its_baseline_at_one_budget(example: Any) -> None:
