@@ -177,9 +177,11 @@ def summary_writer_class() -> Any:
 
 
 class HypergradientAudit:
-    """The hypergradient audit's cadence and logs (``hypergradient: {audit: ...}`` on a node).
+    """The hypergradient audit's cadence and logs (``hypergradient: {audit: ...}`` on a node,
+    ``latent_solver: {audit: ...}`` on an adapt node).
 
-    Installs :class:`metamask.hypergrad.audit.Auditor`'s hooks on the graph's nodes at the
+    Installs :class:`metamask.hypergrad.audit.Auditor`'s hooks (and, for latent solvers,
+    :class:`metamask.hypergrad.latent_audit.LatentAuditor`'s) on the graph's nodes at the
     start and takes them off at the end. After each engine step, each finished audit of an
     edge ``audited->upper`` becomes a ``metrics.jsonl`` row (``{"step", "audit": edge,
     "reference", "cosine", "norm_ratio", "relative_error", "same_sign",
@@ -195,15 +197,22 @@ class HypergradientAudit:
         self.tensorboard = tensorboard
         self.rows: list[dict[str, Any]] = []
         self.summary: dict[str, dict[str, Any]] = {}
-        self._auditor: Any = None
+        self._auditors: list[Any] = []  # the edge audits' Auditor, the latent audits' one
         self._handle: IO[bytes] | None = None
         self._writer: Any = None
 
     def on_train_start(self, trainer: Trainer) -> None:
-        from metamask.hypergrad.audit import Auditor
+        from metamask.hypergrad.audit import AuditOptions, Auditor
+        from metamask.hypergrad.latent_audit import LatentAuditor
 
-        self._auditor = Auditor(trainer.graph.nodes, trainer.graph.audits)
-        self._auditor.install()
+        audits = trainer.graph.audits
+        edges = {n: o for n, o in audits.items() if isinstance(o, AuditOptions)}
+        latents = {n: o for n, o in audits.items() if not isinstance(o, AuditOptions)}
+        self._auditors = [Auditor(trainer.graph.nodes, edges)] if edges else []
+        if latents:
+            self._auditors.append(LatentAuditor(trainer.graph.nodes, latents))
+        for auditor in self._auditors:
+            auditor.install()
         try:
             if self.path is not None:
                 self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115 (on_train_end)
@@ -216,7 +225,10 @@ class HypergradientAudit:
     def on_step_end(self, trainer: Trainer, stepped: Sequence[Node]) -> None:
         from metamask.hypergrad.audit import result_row
 
-        results, self._auditor.results = self._auditor.results, []
+        results = []
+        for auditor in self._auditors:
+            results += auditor.results
+            auditor.results = []
         if not results:
             return
         elapsed = round(trainer.elapsed(), 3)
@@ -238,8 +250,9 @@ class HypergradientAudit:
     def on_train_end(self, trainer: Trainer) -> None:
         from metamask.hypergrad.audit import audit_summary, read_audit_rows
 
-        if self._auditor is not None:
-            self._auditor.remove()
+        for auditor in self._auditors:
+            auditor.remove()
+        self._auditors = []
         if self._handle is not None:
             self._handle.close()
             self._handle = None

@@ -53,6 +53,7 @@ from metamask.data.base import ArrayDataset, DataBundle
 from metamask.errors import ConfigError, GraphError
 from metamask.graph import Graph, GraphEngine
 from metamask.hypergrad.audit import AuditOptions, check_auditable, parse_audit
+from metamask.hypergrad.latent_audit import LatentAuditOptions
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.context import BuildContext
 from metamask.nodes.custom import CustomLoss, custom_builder
@@ -268,21 +269,33 @@ class GraphBuilder:
         nodes = {name: context.nodes[name] for name in spec.graph.nodes}
         return Graph(engine, nodes, context, audits)
 
-    def _audits(self, spec: RunSpec, nodes: Mapping[str, Any]) -> dict[str, AuditOptions]:
+    def _audits(
+        self, spec: RunSpec, nodes: Mapping[str, Any]
+    ) -> dict[str, AuditOptions | LatentAuditOptions]:
         """Each node's ``hypergradient.audit`` (metamask.hypergrad.audit), validated and checked
-        against the node's shape (a reference that cannot be exact there is refused)."""
-        audits: dict[str, AuditOptions] = {}
+        against the node's shape (a reference that cannot be exact there is refused), and each
+        adapt node's ``latent_solver.audit`` (metamask.hypergrad.latent_audit)."""
+        audits: dict[str, AuditOptions | LatentAuditOptions] = {}
         paths = [path for node in nodes.values() for path in node._paths]
         for name, node_spec in spec.graph.nodes.items():
             where = f"graph.nodes.{name}.hypergradient"
+            latent = getattr(nodes[name], "latent_audit", None)
+            if latent is not None:
+                if distributed.current() is not None:
+                    raise GraphError(
+                        f"{self.source}: graph.nodes.{name}.latent_solver.audit: the audit runs "
+                        "in one process; train without --distributed to audit"
+                    )
+                audits[name] = latent
+                continue
             options = parse_audit(node_spec.hypergradient, self.source, where)
             if options is None:
                 continue
             node = nodes[name]
             if node.hypergradient_in_graph:
                 raise ConfigError(
-                    f"{self.source}: {where}.audit: '{name}' passes gradients inside autograd "
-                    "(a latent solver), which the audit does not compare yet"
+                    f"{self.source}: {where}.audit: '{name}' passes gradients inside autograd; "
+                    "audit its latent solver with latent_solver: {type: ..., audit: {...}}"
                 )
             if distributed.current() is not None:
                 raise GraphError(

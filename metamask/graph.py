@@ -20,6 +20,7 @@ from betty.logging.logger_base import get_logger as _betty_logger
 from metamask import distributed, precision
 from metamask.hypergrad.audit import AuditOptions
 from metamask.hypergrad.autodiff import trainable_names
+from metamask.hypergrad.latent_audit import LatentAuditOptions
 from metamask.models.mae import MaskedAutoencoder
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext
@@ -86,8 +87,9 @@ class Graph:
     engine: GraphEngine
     nodes: dict[str, Node]
     context: BuildContext
-    #: the audited nodes' ``hypergradient.audit`` options (metamask.hypergrad.audit), by name
-    audits: dict[str, AuditOptions] = field(default_factory=dict)
+    #: the audited nodes' ``hypergradient.audit`` options (metamask.hypergrad.audit), and the
+    #: adapt nodes' ``latent_solver.audit`` (metamask.hypergrad.latent_audit), by name
+    audits: dict[str, AuditOptions | LatentAuditOptions] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Every node steps in ``train.precision`` (autocast, fp16 loss scalers; TF32 on CUDA

@@ -70,7 +70,8 @@ def chosen_audits(
     names = [node] if node is not None else lowers
     audits: dict[str, AuditOptions] = {}
     for name in names:
-        options = graph.audits.get(name, AuditOptions())
+        spec_options = graph.audits.get(name)
+        options = spec_options if isinstance(spec_options, AuditOptions) else AuditOptions()
         if reference is not None:
             options = replace(options, reference=reference)  # type: ignore[arg-type]
         options = replace(options, every=1)

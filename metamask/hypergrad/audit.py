@@ -117,7 +117,7 @@ def check_auditable(node: Any, options: AuditOptions, source: str, paths: Sequen
                 f"{where}.reference: 'unrolled' cannot be exact on '{node.name}', which has "
                 "lowers of its own (a nested node: its steps read their responses); use cg"
             )
-        if not hasattr(node, "unrolled_parameters"):
+        if not (hasattr(node, "unrolled_parameters") or getattr(node, "replays_steps", False)):
             raise ConfigError(
                 f"{where}.reference: 'unrolled' replays the node's optimizer steps, which "
                 f"{type(node).__name__} cannot (derive it from DifferentiableNode); use cg"
@@ -323,19 +323,28 @@ def _set_rng(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.devi
 
 
 @contextmanager
-def _untouched(nodes: Sequence[Any], device: torch.device) -> Iterator[None]:
-    """Whatever runs inside leaves the RNG, every node's buffers and extra state as found."""
+def untouched(nodes: Sequence[Any], device: torch.device) -> Iterator[None]:
+    """Whatever runs inside leaves the RNG, every node's buffers and extra state as found.
+
+    The buffers are swapped for copies meanwhile (not copied back in place): the run's own
+    graph, not yet differentiated, saved some of them (BatchNorm's running statistics), and an
+    in-place write would bump their version and fail its backward; a graph kept from inside
+    (an unrolled reference's replayed steps) holds copies that no later step writes to.
+    """
     devices = [device] if device.type == "cuda" else []
-    buffers = [b for node in nodes for b in node.module.buffers()]
-    saved = [b.detach().clone() for b in buffers]
+    modules = {id(m): m for node in nodes for m in node.module.modules()}.values()
+    swapped = [(m, dict(m._buffers)) for m in modules if m._buffers]
     extra = [node.extra_state() for node in nodes]
     with torch.random.fork_rng(devices=devices):
         try:
+            for module, buffers in swapped:
+                for key, value in buffers.items():
+                    if value is not None:
+                        module._buffers[key] = value.detach().clone()
             yield
         finally:
-            with torch.no_grad():
-                for buffer, value in zip(buffers, saved, strict=True):
-                    buffer.copy_(value)
+            for module, buffers in swapped:
+                module._buffers.update(buffers)
             for node, state in zip(nodes, extra, strict=True):
                 if state:
                     node.load_extra_state(state)
@@ -416,7 +425,7 @@ class Auditor:
 
             def after() -> None:
                 tick = time.perf_counter()
-                with _untouched(list(self.nodes.values()), device), _as_reference(node, "unrolled"):
+                with untouched(list(self.nodes.values()), device), _as_reference(node, "unrolled"):
                     _set_rng(before, device)
                     shadow_step(node, shadow)
                 shadow.seconds += time.perf_counter() - tick
@@ -447,7 +456,7 @@ class Auditor:
             warning = None
             reference: Tensors | None = None
             with (
-                _untouched(list(self.nodes.values()), device),
+                untouched(list(self.nodes.values()), device),
                 _as_reference(audited, options.reference),
             ):
                 replace = self._reference(name, options, report_box)

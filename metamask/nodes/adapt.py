@@ -21,7 +21,14 @@ import torch
 from metamask.config import EstimatorSpec, NodeSpec
 from metamask.config.origins import origin_of
 from metamask.errors import ConfigError, GraphError
+from metamask.hypergrad.audit import AUDIT_KEY
 from metamask.hypergrad.latent import LatentSolver, LatentSolverOptions, get_latent_solver
+from metamask.hypergrad.latent_audit import (
+    LatentAuditOptions,
+    parse_latent_audit,
+    rng_state,
+    split_latent_audit,
+)
 from metamask.losses import (
     nearby_support,
 )
@@ -48,7 +55,9 @@ class AdaptOptions:
         default_factory=lambda: MaskerSpec(type="random")
     )
     # how z1 is solved and differentiated: {type: first_order | unrolled | implicit, ...its
-    # options} (metamask.hypergrad.latent); not a graph edge's `hypergradient` estimator
+    # options} (metamask.hypergrad.latent); not a graph edge's `hypergradient` estimator.
+    # `audit: {every, reference: unrolled | implicit, ...}` compares it with a reference
+    # solver while the run trains (metamask.hypergrad.latent_audit)
     latent_solver: Mapping[str, Any] = field(default_factory=lambda: {"type": "first_order"})
 
 
@@ -89,6 +98,13 @@ class Adapt(Node):
         #: support) are drawn: None is torch's global RNG (training); a generator of your own
         #: makes them reproducible apart from the rest of the run (dropout, data order)
         self.generator: torch.Generator | None = None
+        #: ``latent_solver.audit`` (metamask.hypergrad.latent_audit), None without one
+        self.latent_audit: LatentAuditOptions | None = None
+        #: set by the latent audit: keep the RNG state each step solves its task from
+        #: (:attr:`solve_rng`), so that the reference solve draws the same random numbers
+        self.record_solve_rng = False
+        self.solve_rng: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self.solve_generator: torch.Tensor | None = None  # and :attr:`generator`'s, if set
         self._task: LatentTask | None = None
 
     def trainable_parameters(self) -> list[torch.Tensor]:
@@ -111,6 +127,9 @@ class Adapt(Node):
         if batch is None:
             self.cur_batch = self.get_batch()
             batch = self.cur_batch
+        if self.record_solve_rng:  # copies of the states: the streams themselves are untouched
+            self.solve_rng = rng_state(self.device)
+            self.solve_generator = None if self.generator is None else self.generator.get_state()
         self._task, support_loss = self.solve(batch[0])
         return self.record_metrics({"support": support_loss})
 
@@ -205,9 +224,10 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
             f"graph.nodes.{name}.hypergradient: an adapt node's solver is latent_solver: "
             f"{{type: {spec.hypergradient.type}}}; hypergradient is a graph edge's estimator"
         )
+    own, audit = split_latent_audit(options.latent_solver)
     solver_spec = EstimatorSpec(
-        type=str(options.latent_solver.get("type", "first_order")),
-        options={k: v for k, v in options.latent_solver.items() if k != "type"},
+        type=str(own.get("type", "first_order")),
+        options={k: v for k, v in own.items() if k != "type"},
     )
     if options.inner_steps == 0 and solver_spec.type == "implicit":
         raise GraphError(
@@ -222,6 +242,9 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
         ctx.source,
         f"graph.nodes.{name}.latent_solver",
     )
+    latent_audit = parse_latent_audit(
+        solver.name, audit, ctx.source, f"graph.nodes.{name}.latent_solver.{AUDIT_KEY}"
+    )
     mae = ctx.mae()
     try:
         masker = build_masker(
@@ -232,4 +255,6 @@ def build_adapt(ctx: BuildContext, name: str, spec: NodeSpec) -> Adapt:
     if isinstance(masker, LearnedMasker):
         masker = masker.to(ctx.device, mae.dtype)
     wiring = ctx.wire(name, spec, data=ctx.bundle.pretrain_set, edge_estimator=False)
-    return Adapt(name, mae, masker, solver, options, wiring.loader)
+    node = Adapt(name, mae, masker, solver, options, wiring.loader)
+    node.latent_audit = latent_audit
+    return node

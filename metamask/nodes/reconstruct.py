@@ -11,6 +11,7 @@ MLO-MAE's pretrain node does, and a ``mask`` node above trains the masker.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from metamask import distributed
 from metamask.config import NodeSpec
 from metamask.config.origins import located, located_estimator, origin_of
 from metamask.errors import GraphError
-from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY
+from metamask.hypergrad.registry import FIRST_DERIVATIVES_ONLY, get_estimator
 from metamask.losses import (
     pool_tokens,
     probability_weighted_loss,
@@ -31,6 +32,7 @@ from metamask.models.heads import Projector
 from metamask.models.mae import MaskedAutoencoder
 from metamask.models.maskers import LearnedMasker
 from metamask.models.masking import RandomMasker
+from metamask.models.transformer import twice_differentiable
 from metamask.nodes.adapt import Adapt, LatentTask, Masker
 from metamask.nodes.base import Node
 from metamask.nodes.context import BuildContext, Wiring
@@ -63,6 +65,11 @@ class Reconstruct(Node):
     Below a ``mask`` node (the inner node has a learned masker), only first derivatives of
     its loss are taken toward the masker: darts, sama.
     """
+
+    #: its steps can be replayed functionally (metamask.hypergrad.audit's ``unrolled``
+    #: reference on the masker edge of metamae+mask): a replayed step solves its latent again
+    #: at the replayed parameters, masks and support fixed
+    replays_steps = True
 
     def __init__(
         self,
@@ -105,6 +112,18 @@ class Reconstruct(Node):
         return super().get_batch()
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        with ExitStack() as stack:
+            if get_estimator(self.estimator).name not in FIRST_DERIVATIVES_ONLY:
+                # a second-order reference (the audit's unrolled replay of this node's steps)
+                # differentiates this loss twice: math-path attention, which has a double
+                # backward (the estimators the node trains with take first derivatives only)
+                stack.enter_context(twice_differentiable(self.outer))
+                masker = self.learned_masker()
+                if masker is not None:
+                    stack.enter_context(twice_differentiable(masker))
+            return self._training_step(batch)
+
+    def _training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         mae = self.outer.mae
         if isinstance(batch, LatentTask):
             if batch.probabilities is not None:  # learned masks: the path to the masker
