@@ -2,24 +2,30 @@
 
     python benchmarks/audit_cost.py --out benchmarks/results/audit_cost.json   # ~15 min, 1 thread
     python benchmarks/audit_cost.py --steps 4 --backbone tiny                  # a smoke run
+    python benchmarks/audit_cost.py --graphs metamae                           # MetaMAE rows only
 
-Each configuration trains ``problems/mlomae-digits.yaml`` (``--backbone``, one thread, no
-probe) for ``--steps`` engine steps in a fresh child process: without an audit, then with
-both edges (``pretrain`` and ``head``, darts as in the spec) audited every mask step against
-each reference (``unrolled``, ``cg`` and ``implicit_cg`` with ``--iterations``). Reported per
-configuration: the median wall seconds of an engine step (``seconds_per_step`` of the run:
-with an audit every mask step, half the engine steps hold one), the median seconds of one
-audit's reference per edge (``reference_seconds``: for ``unrolled`` its replayed steps and its
-backward, for the solvers their iterations), the median cosine per edge, and the child's
-peak resident memory (VmHWM). MetaMAE is not in the table: its inner node passes gradients
-inside autograd (a latent solver), which the audit refuses (docs/hypergradients.md).
+Each configuration trains for ``--steps`` engine steps (one thread, no probe) in a fresh child
+process, without an audit and then audited at every step against each reference:
+
+- ``mlomae``: ``problems/mlomae-digits.yaml`` (``--backbone``), both edges (``pretrain`` and
+  ``head``, darts as in the spec) against ``unrolled``, ``cg`` and ``implicit_cg`` with
+  ``--iterations``;
+- ``metamae``: ``problems/metamae-basicmotions.yaml`` (``--metamae-backbone``, the spec's own
+  ``small`` by default) trained with the ``first_order`` latent solver, audited
+  (``latent_solver.audit``) against ``unrolled`` and ``implicit`` (``--iterations`` CG steps).
+
+Reported per configuration: the median wall seconds of an engine step (``seconds_per_step`` of
+the run: with an audit every mask step, half of MLO-MAE's engine steps hold one; every MetaMAE
+step holds one), the median seconds of one audit's reference per edge (``reference_seconds``:
+for ``unrolled`` its replayed steps and its backward, for the solvers their iterations; for a
+latent audit the reference solve, the outer loss again and its two backwards), the median
+cosine per edge, and the child's peak resident memory (VmHWM).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ from bench_common import peak_rss_mib, spawn, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "problems" / "mlomae-digits.yaml"
+METAMAE = ROOT / "problems" / "metamae-basicmotions.yaml"
 
 
 def child(payload: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +47,7 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        args = ["run", str(SPEC), "--quiet", "--out", str(out)]
+        args = ["run", payload["spec"], "--quiet", "--out", str(out)]
         for override in payload["overrides"]:
             args += ["--set", override]
         if main(args) != 0:
@@ -60,6 +67,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--metamae-backbone", default="small")
+    parser.add_argument("--graphs", nargs="+", default=["mlomae", "metamae"])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", default=None)
     args = parser.parse_args()
@@ -67,23 +76,38 @@ def main() -> None:
         print(json.dumps(child(json.loads(args.child))))
         return
     common = [
-        f"model.backbone={args.backbone}",
         "train.threads=1",
         f"train.steps={args.steps}",
         "eval.enabled=false",
         "train.log_every=1",
     ]
-    configs: dict[str, list[str]] = {"no audit": []}
-    for reference in ("unrolled", "cg", "implicit_cg"):
-        extra = "" if reference == "unrolled" else f", iterations: {args.iterations}"
-        audit = f"{{every: 1, reference: {reference}{extra}}}"
-        configs[f"audit {reference}"] = [
-            f"graph.nodes.{node}.hypergradient={{type: darts, audit: {audit}}}"
-            for node in ("pretrain", "head")
-        ]
+    #: name -> (spec, its overrides)
+    configs: dict[str, tuple[Path, list[str]]] = {}
+    if "mlomae" in args.graphs:
+        backbone = [f"model.backbone={args.backbone}"]
+        configs["mlomae no audit"] = (SPEC, backbone)
+        for reference in ("unrolled", "cg", "implicit_cg"):
+            extra = "" if reference == "unrolled" else f", iterations: {args.iterations}"
+            audit = f"{{every: 1, reference: {reference}{extra}}}"
+            configs[f"mlomae audit {reference}"] = (
+                SPEC,
+                backbone
+                + [
+                    f"graph.nodes.{node}.hypergradient={{type: darts, audit: {audit}}}"
+                    for node in ("pretrain", "head")
+                ],
+            )
+    if "metamae" in args.graphs:
+        backbone = [f"model.backbone={args.metamae_backbone}"]
+        solver = "graph.nodes.adapt.latent_solver={type: first_order"
+        configs["metamae no audit"] = (METAMAE, [*backbone, solver + "}"])
+        for reference in ("unrolled", "implicit"):
+            extra = "" if reference == "unrolled" else f", iterations: {args.iterations}"
+            audit = f", audit: {{every: 1, reference: {reference}{extra}}}}}"
+            configs[f"metamae audit {reference}"] = (METAMAE, [*backbone, solver + audit])
     rows = []
-    for name, overrides in configs.items():
-        row = spawn(__file__, {"config": name, "overrides": common + overrides})
+    for name, (spec, overrides) in configs.items():
+        row = spawn(__file__, {"config": name, "spec": str(spec), "overrides": common + overrides})
         rows.append(row)
         edges = ", ".join(
             f"{edge}: ref {e.get('median_reference_seconds', float('nan')):.2f} s, "
@@ -97,8 +121,10 @@ def main() -> None:
         )
     if args.out is not None:
         write_results(args, rows)
-    base = statistics.median([rows[0]["seconds_per_step"]])
-    print(f"(no-audit engine step: {base:.3f} s; measured under load on a shared machine)")
+    bases = [
+        f"{r['config']}: {r['seconds_per_step']:.3f} s" for r in rows if "no audit" in r["config"]
+    ]
+    print(f"(engine steps without an audit: {', '.join(bases)}; measured under load)")
 
 
 if __name__ == "__main__":

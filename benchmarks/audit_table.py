@@ -12,8 +12,8 @@ was stopped. After each run, ``table.json`` and ``table.md`` under ``--out`` are
 from every finished run: per estimator and edge, the cosine with the reference at each audit
 (mean over seeds) and the median over training per seed.
 
-MetaMAE (2nd vs 1st order) and ``metamae+mask`` are not audited: their inner node passes
-gradients inside autograd (latent solvers), which the audit refuses (docs/hypergradients.md).
+MetaMAE (its latent solvers) and ``metamae+mask`` (its masker edge) on basicmotions:
+``benchmarks/latent_audit_table.py``.
 """
 
 from __future__ import annotations

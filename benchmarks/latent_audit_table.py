@@ -16,18 +16,21 @@ steps (the spec's own backbone unless ``--backbone``, one thread, no probe):
 
 Each finished run is a folder under ``--out``; a finished run is skipped and a stopped one
 resumed from its checkpoint. After each run ``table.json`` and ``table.md`` under ``--out``
-are rewritten from every finished run (the format of audit_table.py), and the table printed.
+are rewritten from every finished run, and the table printed: per case and edge, the median
+over training of the cosine, relative error and norm ratio per seed, the lowest cosine of any
+audit, and the whole gradient's median cosine (``total_cosine``: direct terms included; latent
+audits only). Cosines near 1 are printed as 1 - cosine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
-
-from audit_table import markdown, table
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 METAMAE = ROOT / "problems" / "metamae-basicmotions.yaml"
@@ -80,6 +83,52 @@ def run_one(out: Path, case: str, seed: int, args: argparse.Namespace) -> bool:
         print(f"{out.name}: failed ({done.stderr.strip().splitlines()[-1:]})", flush=True)
         return False
     return True
+
+
+def table(folder: Path) -> dict[str, Any]:
+    """Every finished run's audit rows: per case and edge, by seed, in step order."""
+    from metamask.hypergrad.audit import read_audit_rows
+
+    found: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
+    for run in sorted(folder.glob("*-seed*")):
+        if not (run / "results.json").is_file():
+            continue
+        case, seed = run.name.rsplit("-seed", 1)
+        for row in read_audit_rows(run / "metrics.jsonl"):
+            if "cosine" in row:
+                edge = found.setdefault(case, {}).setdefault(row["audit"], {})
+                edge.setdefault(seed, []).append(row)
+    return found
+
+
+def _cosine(value: float) -> str:
+    return f"1-{1 - value:.1e}" if value > 0.999 else f"{value:+.3f}"
+
+
+def markdown(found: dict[str, Any]) -> str:
+    """The table (one row per case and edge; per-seed values comma-separated)."""
+    lines = [
+        "| case | edge | audits | median cosine per seed | lowest cosine | median relative "
+        "error per seed | median norm ratio | median whole-gradient cosine |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case, edges in sorted(found.items()):
+        for edge, seeds in edges.items():
+            rows = [r for seed_rows in seeds.values() for r in seed_rows]
+
+            def median(key: str, seed_rows: list[dict[str, Any]]) -> float:
+                return statistics.median(float(r[key]) for r in seed_rows if key in r)
+
+            cosines = ", ".join(_cosine(median("cosine", v)) for v in seeds.values())
+            errors = ", ".join(f"{median('relative_error', v):.2g}" for v in seeds.values())
+            ratio = median("norm_ratio", rows)
+            whole = _cosine(median("total_cosine", rows)) if "total_cosine" in rows[0] else "-"
+            lowest = _cosine(min(float(r["cosine"]) for r in rows))
+            lines.append(
+                f"| {case} | {edge} | {len(rows)} ({len(seeds)} seeds) | {cosines} | {lowest} "
+                f"| {errors} | {ratio:.3g} | {whole} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

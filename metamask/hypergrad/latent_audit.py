@@ -38,6 +38,7 @@ from typing import Any, Literal
 import torch
 
 from metamask.config import parse_dataclass
+from metamask.config.origins import origin_of
 from metamask.errors import ConfigError
 from metamask.hypergrad.audit import AuditResult, compare, untouched
 from metamask.hypergrad.autodiff import Tensors, grad_or_zeros, loss_of
@@ -87,7 +88,8 @@ def parse_latent_audit(
     options = parse_dataclass(LatentAuditOptions, raw, source, where)
     if options.reference == solver:
         raise ConfigError(
-            f"{source}: {where}.reference: '{solver}' is the latent solver being audited; "
+            f"{origin_of(source, where + '.reference')}: {where}.reference: '{solver}' is the "
+            "latent solver being audited; "
             f"pick another reference among {[r for r in LATENT_REFERENCES if r != solver]}"
         )
     return options
