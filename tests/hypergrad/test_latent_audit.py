@@ -203,5 +203,3 @@ def test_a_metamae_run_is_bitwise_the_same_with_its_audits_on_across_a_kill_and_
     assert results["audit"]["adapt->reconstruct"]["audits"] == steps
     assert results["audit"]["adapt->reconstruct"]["median_cosine"] > 0.99
     assert (victim_dir / "hypergradient_audit.png").is_file()
-    printed = " ".join(resumed.stdout.split())  # the console wraps long lines
-    assert "hypergradient audit adapt->reconstruct: median cosine" in printed, printed
