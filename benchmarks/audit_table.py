@@ -3,14 +3,18 @@
     nice -n 10 python benchmarks/audit_table.py --out benchmarks/results/audit_table  # resumable
     python benchmarks/audit_table.py --out /tmp/audit_table --steps 8 --seeds 0     # a smoke run
 
-For each estimator (the same on both edges of ``problems/mlomae-digits.yaml``: ``pretrain``,
-the masker's edge, and ``head``) and each seed, one run of ``--steps`` engine steps
-(``--backbone``, one thread, no probe) with both nodes audited against ``unrolled`` every
-``--every`` mask steps. Each finished run is a folder under ``--out`` (``metamask run`` with
-its own ``results.json``); a run already finished is skipped, so the script resumes where it
-was stopped. After each run, ``table.json`` and ``table.md`` under ``--out`` are rewritten
-from every finished run: per estimator and edge, the cosine with the reference at each audit
-(mean over seeds) and the median over training per seed.
+For each estimator pair ``P+H`` (``P`` on ``problems/mlomae-digits.yaml``'s ``pretrain``, the
+masker's edge, ``H`` on ``head``; a single name: the same on both) and each seed, one run of
+``--steps`` engine steps (``--backbone``, one thread, no probe) with both nodes audited
+against ``unrolled`` every ``--every`` mask steps (a node that runs ``unrolled`` itself is not
+audited). Each finished run is a folder under ``--out`` (``metamask run`` with its own
+``results.json``); a run already finished is skipped, so the script resumes where it was
+stopped. After each run, ``table.json`` and ``table.md`` under ``--out`` are rewritten from
+every finished run: per pair and edge, the cosine with the reference at each audit (mean over
+seeds) and the median over training per seed. The ``composed`` edge is the masker's whole
+gradient against the exact one-cycle gradient (``unrolled`` on both edges): the audit's joint
+row ``pretrain+head->mask`` when both nodes are audited, else the one audited edge's row (the
+other edge is ``unrolled`` already).
 
 MetaMAE (its latent solvers) and ``metamae+mask`` (its masker edge) on basicmotions:
 ``benchmarks/latent_audit_table.py``.
@@ -36,13 +40,32 @@ ESTIMATORS = {
     "cg": "{type: cg, iterations: 20}",
     "implicit_cg": "{type: implicit_cg, iterations: 20}",
     "implicit_neumann": "{type: implicit_neumann, iterations: 5, alpha: 0.1}",
+    "unrolled": "{type: unrolled}",
 }
+#: the pairs run by default: each estimator on both edges, then mixed pairs (pretrain+head)
+PAIRS = [
+    *(name for name in ESTIMATORS if name != "unrolled"),
+    "darts+sama",
+    "darts+unrolled",
+    "unrolled+darts",
+    "neumann+sama",
+]
+NODES = ("pretrain", "head")
 
 
 def hypergradient(estimator: str, every: int) -> str:
-    """The node's ``hypergradient`` block: the estimator with an unrolled audit."""
+    """The node's ``hypergradient`` block: the estimator with an unrolled audit (none on
+    ``unrolled`` itself, which is the reference)."""
     block = ESTIMATORS[estimator]
+    if estimator == "unrolled":
+        return block
     return block[:-1] + f", audit: {{every: {every}, reference: unrolled}}}}"
+
+
+def pair(name: str) -> tuple[str, str]:
+    """``P+H`` (or one name for both) as the (pretrain, head) estimators."""
+    pretrain, _, head = name.partition("+")
+    return pretrain, head or pretrain
 
 
 def run_one(out: Path, estimator: str, seed: int, args: argparse.Namespace) -> bool:
@@ -63,8 +86,8 @@ def run_one(out: Path, estimator: str, seed: int, args: argparse.Namespace) -> b
             f"seed={seed}",
         ]
         settings += [
-            f"graph.nodes.{node}.hypergradient={hypergradient(estimator, args.every)}"
-            for node in ("pretrain", "head")
+            f"graph.nodes.{node}.hypergradient={hypergradient(name, args.every)}"
+            for node, name in zip(NODES, pair(estimator), strict=True)
         ]
         for setting in settings:
             command += ["--set", setting]
@@ -85,11 +108,17 @@ def table(folder: Path) -> dict[str, Any]:
         if not (run / "results.json").is_file():
             continue
         estimator, seed = run.name.rsplit("-seed", 1)
+        audited = [n for n, e in zip(NODES, pair(estimator), strict=True) if e != "unrolled"]
+        whole = "+".join(audited) + "->mask"  # the row that has every edge by its reference
         for row in read_audit_rows(run / "metrics.jsonl"):
             if "cosine" not in row:
                 continue
-            edge = found.setdefault(estimator, {}).setdefault(row["audit"], {})
-            edge.setdefault(seed, []).append((row["upper_step"], row["cosine"], row["norm_ratio"]))
+            ratio = row.get("norm_ratio", float("nan"))  # absent when the reference is 0
+            for name in [row["audit"]] + (["composed"] if row["audit"] == whole else []):
+                if name == whole and len(audited) > 1:
+                    continue  # listed as `composed` only
+                edge = found.setdefault(estimator, {}).setdefault(name, {})
+                edge.setdefault(seed, []).append((row["upper_step"], row["cosine"], ratio))
     return found
 
 
@@ -103,7 +132,7 @@ def markdown(found: dict[str, Any]) -> str:
     for estimator, edges in found.items():
         for edge, seeds in edges.items():
             medians = [statistics.median(c for _, c, _ in rows) for rows in seeds.values()]
-            ratios = [r for rows in seeds.values() for _, _, r in rows]
+            ratios = [r for rows in seeds.values() for _, _, r in rows if r == r]
             steps: dict[int, list[float]] = {}
             for rows in seeds.values():
                 for step, cosine, _ in rows:
@@ -111,7 +140,8 @@ def markdown(found: dict[str, Any]) -> str:
             over = ", ".join(f"{s}: {statistics.mean(c):+.2f}" for s, c in sorted(steps.items()))
             lines.append(
                 f"| {estimator} | {edge} | {', '.join(f'{m:+.3f}' for m in medians)} "
-                f"({len(medians)} seeds) | {statistics.median(ratios):.3g} | {over} |"
+                f"({len(medians)} seeds) | {statistics.median(ratios) if ratios else 0:.3g} "
+                f"| {over} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -124,7 +154,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--estimators", nargs="+", default=list(ESTIMATORS))
+    parser.add_argument("--estimators", nargs="+", default=PAIRS, help="names or P+H pairs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:  # seed-major: every estimator has one seed before any has three

@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -270,8 +270,9 @@ def composed(
     audited: Any = None,
 ) -> Tensors:
     """The upper's indirect gradient summed over its explicit ``paths``, each edge by its lower's
-    estimator, except ``audited``'s edges by ``replace(vector, lower, upper)``. The loss's
-    graph is kept (the run's own estimators use it next)."""
+    estimator, except ``audited``'s edges (a node, or a tuple of nodes) by ``replace(vector,
+    lower, upper)``. The loss's graph is kept (the run's own estimators use it next)."""
+    targets = audited if isinstance(audited, tuple) else (audited,)
     total = [torch.zeros_like(p) for p in upper.trainable_parameters()]
     for path in paths:
         if path[1].hypergradient_in_graph:
@@ -280,7 +281,7 @@ def composed(
         vector = grad_or_zeros([loss], first, [torch.ones_like(loss)], retain_graph=True)
         for lower, up in itertools.pairwise(path[1:]):
             with full_precision():
-                if replace is not None and lower is audited:
+                if replace is not None and any(lower is t for t in targets):
                     vector = replace(vector, lower, up)
                 else:
                     estimator = get_estimator(lower.estimator)
@@ -447,7 +448,8 @@ class Auditor:
         if not due:
             return None
         device = _device(upper)
-        pending: list[tuple[str, Tensors | None, float, SolveReport | None, str | None]] = []
+        pending: list[tuple[str, str, Tensors | None, float, SolveReport | None, str | None]] = []
+        joint: dict[str, Callable[[Sequence[torch.Tensor], Any, Any], Tensors]] = {}
         for name in due:
             options = self.audits[name]
             audited = self.nodes[name]
@@ -467,6 +469,7 @@ class Auditor:
                     )
                 else:
                     reference = composed(loss, paths, upper, replace, audited)
+                    joint[name] = replace
             shadow = self._shadows.get(name)
             seconds = time.perf_counter() - tick + (shadow.seconds if shadow else 0.0)
             if options.reference == "unrolled":
@@ -478,14 +481,14 @@ class Auditor:
                     f"iteration {report.iterations}: curvature p.Hp/|p|^2 = "
                     f"{report.curvature:.3g} <= 0 (raise audit.ridge above it)"
                 )
-            pending.append((name, reference, seconds, report, warning))
+            pending.append((name, options.reference, reference, seconds, report, warning))
+        if len(joint) > 1:  # every audited edge by its reference at once: the composed gradient
+            pending.append(self._joint(joint, loss, paths, upper, device))
 
         def finish() -> None:
             estimate = upper.last_hypergradient
-            for name, reference, seconds, report, warning in pending:
-                result = AuditResult(
-                    name, upper.name, upper.local_step, self.audits[name].reference
-                )
+            for name, label, reference, seconds, report, warning in pending:
+                result = AuditResult(name, upper.name, upper.local_step, label)
                 result.warning = warning
                 if reference is not None and estimate is not None:
                     result.reference_gradient = reference
@@ -499,6 +502,30 @@ class Auditor:
                 self.results.append(result)
 
         return finish
+
+    def _joint(
+        self,
+        edges: Mapping[str, Callable[[Sequence[torch.Tensor], Any, Any], Tensors]],
+        loss: torch.Tensor,
+        paths: Sequence[Sequence[Any]],
+        upper: Any,
+        device: torch.device,
+    ) -> tuple[str, str, Tensors | None, float, SolveReport | None, str | None]:
+        """The upper's composed gradient with every audited node of ``edges`` replaced by its
+        reference together (row ``a+b->upper``: each node's own row keeps the others'
+        estimators); with ``unrolled`` on each, the exact gradient of the one-cycle objective."""
+        tick = time.perf_counter()
+        nodes = tuple(self.nodes[name] for name in edges)
+        by_node = {id(self.nodes[name]): fn for name, fn in edges.items()}
+        with ExitStack() as stack:
+            stack.enter_context(untouched(list(self.nodes.values()), device))
+            for name in edges:
+                stack.enter_context(_as_reference(self.nodes[name], self.audits[name].reference))
+            reference = composed(
+                loss, paths, upper, lambda v, lower, up: by_node[id(lower)](v, lower, up), nodes
+            )
+        label = "+".join(self.audits[name].reference for name in edges)
+        return "+".join(edges), label, reference, time.perf_counter() - tick, None, None
 
     def _reference(
         self, name: str, options: AuditOptions, reports: list[SolveReport]

@@ -189,6 +189,8 @@ def test_a_run_is_bitwise_the_same_with_the_audit_on_across_a_kill_and_resume(
         f"train.steps={steps}",
         "--set",
         "train.checkpoint_every=2",
+        "--set",  # the audited run's estimators (the shipped spec has sama on the head)
+        "graph.nodes.head.hypergradient={type: darts}",
     ]
     audit = [
         "--set",
@@ -215,12 +217,17 @@ def test_a_run_is_bitwise_the_same_with_the_audit_on_across_a_kill_and_resume(
         assert_identical(off[key], on[key], key)
     rows = [json.loads(line) for line in (victim_dir / "metrics.jsonl").read_text().splitlines()]
     audits = [row for row in rows if "audit" in row]
-    assert {row["audit"] for row in audits} == {"pretrain->mask", "head->mask"}
+    # mask step 2 audits both edges: each node's row and the joint one
+    assert {row["audit"] for row in audits} == {
+        "pretrain->mask",
+        "head->mask",
+        "pretrain+head->mask",
+    }
     assert sorted(r["upper_step"] for r in audits if r["audit"] == "pretrain->mask") == [1, 2, 3]
     for row in audits:
         assert -1 <= row["cosine"] <= 1 and row["reference_seconds"] > 0
     results = json.loads((victim_dir / "results.json").read_text())
-    assert set(results["audit"]) == {"pretrain->mask", "head->mask"}
+    assert set(results["audit"]) == {"pretrain->mask", "head->mask", "pretrain+head->mask"}
     assert results["audit"]["pretrain->mask"]["audits"] == 3
     assert (victim_dir / "hypergradient_audit.png").is_file()
 
@@ -314,3 +321,74 @@ def test_the_unrolled_twin_is_kept_only_in_windows_that_end_at_an_audit_step() -
     # 11-12) and is dropped by the audit; nothing is kept anywhere else
     assert kept == [False] * 4 + [True, False] + [False] * 4 + [True, False]
     assert [r.upper_step for r in auditor.results] == [3, 6]
+
+
+def chain_graph(hypergradients: tuple[Any, Any]) -> Graph:
+    """MLO-MAE's shape on quadratics: ``theta`` -> ``w1`` (unrolled twice) -> ``w2`` (reads
+    ``w1``, as the head reads the encoder), both lowers of ``theta``; theta's paths are
+    ``[theta, w1, theta]`` and ``[theta, w2, w1, theta]``."""
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randn(4, 4, generator=gen, dtype=torch.float64)
+    h1 = a @ a.T / 4 + torch.eye(4, dtype=torch.float64)
+    b1, c2 = (torch.randn(4, 2, generator=gen, dtype=torch.float64) for _ in range(2))
+    f1, f2 = (torch.randn(n, generator=gen, dtype=torch.float64) for n in (4, 2))
+    theta = Value(torch.tensor([0.3, -0.2], dtype=torch.float64))
+    w1 = Value(torch.linspace(-0.5, 0.5, 4, dtype=torch.float64))
+    w2 = Value(torch.full((2,), 0.1, dtype=torch.float64))
+    g = new_graph(None, steps=2, log_every=1, name="chain", source="<chain>")
+    sgd = {"type": "sgd", "lr": 0.1, "weight_decay": 0.0}
+    g.node(
+        "w1",
+        module=w1,
+        loss=lambda batch: 0.5 * w1.value @ h1 @ w1.value - w1.value @ (b1 @ theta.value),
+        optimizer=sgd,
+        hypergradient=hypergradients[0],
+        unroll_steps=2,
+    )
+    g.node(
+        "w2",
+        module=w2,
+        loss=lambda batch: 0.5 * ((w2.value - c2.T @ torch.tanh(w1.value)) ** 2).sum(),
+        optimizer=sgd,
+        hypergradient=hypergradients[1],
+    )
+    g.node(
+        "theta",
+        module=theta,
+        loss=lambda batch: f1 @ torch.tanh(w1.value) + f2 @ w2.value**2,
+        optimizer={"type": "sgd", "lr": 0.01, "weight_decay": 0.0},
+    )
+    g.u2l("theta", "w1").l2u("w1", "w2", "theta").l2u("w2", "theta")
+    return g.build()
+
+
+def test_the_joint_row_replaces_every_audited_edge_at_once() -> None:
+    """With both lowers audited against unrolled, the row ``w1+w2->theta`` is the gradient of
+    a run with unrolled on both (the exact one-cycle gradient), while each node's own row keeps
+    the other's darts and differs from it."""
+    exact = chain_graph(({"type": "unrolled"}, {"type": "unrolled"}))
+    exact.train()
+    for _ in range(2):
+        exact.step()
+    want = exact.hypergradient("theta")["value"]
+
+    audit = {"every": 1, "reference": "unrolled"}
+    audited = chain_graph(({"type": "darts", "audit": audit}, {"type": "darts", "audit": audit}))
+    auditor = Auditor(audited.nodes, audited.audits)
+    auditor.install()
+    audited.train()
+    for _ in range(2):
+        audited.step()
+    auditor.remove()
+    rows = {f"{r.audited}->{r.upper}": r for r in auditor.results}
+    assert set(rows) == {"w1->theta", "w2->theta", "w1+w2->theta"}
+    joint = rows["w1+w2->theta"]
+    assert joint.reference == "unrolled+unrolled"
+    assert joint.reference_gradient is not None
+    torch.testing.assert_close(joint.reference_gradient[0], want, rtol=1e-10, atol=1e-14)
+    for single in ("w1->theta", "w2->theta"):
+        gradient = rows[single].reference_gradient
+        assert gradient is not None
+        assert float((gradient[0] - want).norm()) > 1e-3 * float(want.norm())
+    estimate = audited.hypergradient("theta")["value"]
+    assert joint.metrics["cosine"] == pytest.approx(compare([estimate], [want])["cosine"])
