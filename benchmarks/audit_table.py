@@ -68,6 +68,13 @@ def pair(name: str) -> tuple[str, str]:
     return pretrain, head or pretrain
 
 
+def write(path: Path, text: str) -> None:
+    """``text`` into ``path`` atomically (a stopped script leaves no half-written file)."""
+    from metamask.checkpoint import atomic_write
+
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def run_one(out: Path, estimator: str, seed: int, args: argparse.Namespace) -> bool:
     """Train one run into ``out`` (skipped when finished); True when it finished."""
     if (out / "results.json").is_file():
@@ -93,7 +100,7 @@ def run_one(out: Path, estimator: str, seed: int, args: argparse.Namespace) -> b
             command += ["--set", setting]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        (out.parent / f"{out.name}.error.txt").write_text(done.stderr[-4000:])
+        write(out.parent / f"{out.name}.error.txt", done.stderr[-4000:])
         print(f"{out.name}: failed ({done.stderr.strip().splitlines()[-1:]})", flush=True)
         return False
     return True
@@ -123,13 +130,16 @@ def table(folder: Path) -> dict[str, Any]:
 
 
 def markdown(found: dict[str, Any]) -> str:
-    """The table: per estimator and edge, median cosine per seed and mean cosine per audit."""
+    """The table: per estimator pair and edge (in :data:`PAIRS` order), median cosine per seed
+    and mean cosine per audit."""
     lines = [
         "| estimator | edge | median cosine per seed | median norm ratio "
         "| mean cosine by mask step |",
         "|---|---|---|---|---|",
     ]
-    for estimator, edges in found.items():
+    order = {name: i for i, name in enumerate(PAIRS)}
+    for estimator in sorted(found, key=lambda name: (order.get(name, len(order)), name)):
+        edges = found[estimator]
         for edge, seeds in edges.items():
             medians = [statistics.median(c for _, c, _ in rows) for rows in seeds.values()]
             ratios = [r for rows in seeds.values() for _, _, r in rows if r == r]
@@ -162,8 +172,8 @@ def main() -> None:
             out = args.out / f"{estimator}-seed{seed}"
             if run_one(out, estimator, seed, args):
                 found = table(args.out)
-                (args.out / "table.json").write_text(json.dumps(found, indent=1) + "\n")
-                (args.out / "table.md").write_text(markdown(found))
+                write(args.out / "table.json", json.dumps(found, indent=1) + "\n")
+                write(args.out / "table.md", markdown(found))
                 print(f"{out.name}: done", flush=True)
 
 
