@@ -366,14 +366,15 @@ def markdown(
 def picture(rows: list[dict[str, Any]], control: dict[str, Any], path: Path, title: str) -> Path:
     """signal.png: auroc and cosine against K per (draws, m), and the cost per K."""
     figure, (ax_auroc, ax_cos, ax_cost) = plt.subplots(
-        1, 3, figsize=(14, 4.2), layout="constrained"
+        1, 3, figsize=(15, 4.6), layout="constrained"
     )
     styles = {"independent": "-", "crn": "--"}
     for (mode, m), group in itertools.groupby(
         sorted(rows, key=lambda r: (r["mode"], r["m"], r["K"])), key=lambda r: (r["mode"], r["m"])
     ):
         group = list(group)
-        ks = [r["K"] for r in group]
+        shift = 1.0 + 0.03 * (list(MODES).index(mode) * 3 + math.log2(m) / 2 - 1.5)
+        ks = [r["K"] * shift for r in group]  # side by side, so the error bars stay apart
         label = f"{mode}, m={m}"
         mean = np.array([r["auroc"] for r in group])
         sd = np.array([0.0 if math.isnan(r["auroc_sd"]) else r["auroc_sd"] for r in group])
@@ -385,14 +386,14 @@ def picture(rows: list[dict[str, Any]], control: dict[str, Any], path: Path, tit
     ax_auroc.axhspan(control["auroc"] - control["auroc_sd"], control["auroc"] + control["auroc_sd"],
                      color="grey", alpha=0.2, label="random direction (± sd)")  # fmt: skip
     ax_auroc.axhline(0.5, color="grey", linewidth=0.8)
-    ax_auroc.set_ylabel("AUROC of the descent step's dp (informative vs noise)")
+    ax_auroc.set_ylabel("AUROC of dp: informative vs noise tokens")
     ax_cos.axhline(0.0, color="grey", linewidth=0.8)
-    ax_cos.set_ylabel("cosine of two independent m-averaged gradients (predicted)")
+    ax_cos.set_ylabel("cosine of two independent m-averages (predicted)")
     one = sorted({r["K"]: r for r in rows if r["mode"] == "independent" and r["m"] == 1}.values(),
                  key=lambda r: r["K"])  # fmt: skip
     ks = [r["K"] for r in one]
     ax_cost.plot(ks, [r["seconds"] for r in one], "-o", color="black", label="s / hypergradient")
-    ax_cost.set_ylabel("seconds per hypergradient (m = 1, under load)")
+    ax_cost.set_ylabel("s per hypergradient (m = 1, under load)")
     ax_mem = ax_cost.twinx()
     ax_mem.plot(ks, [r["peak_mib"] for r in one], "-s", color="tab:red", label="peak MiB")
     ax_mem.set_ylabel("peak resident MiB", color="tab:red")
@@ -400,6 +401,7 @@ def picture(rows: list[dict[str, Any]], control: dict[str, Any], path: Path, tit
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("window K (pretraining steps per masker step)")
+        ax.minorticks_off()
     ax_auroc.legend(fontsize=7)
     ax_cos.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
