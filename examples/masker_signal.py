@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import io
 import itertools
 import json
@@ -476,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 save_draw(path, {"digest": digest, "grad": result["grad"].bfloat16(),
                                  "change": dp, "seconds": result["seconds"]})  # fmt: skip
                 computed += 1
+                gc.collect()  # the cycle's graph holds reference cycles (Betty's engine)
                 console.print(
                     f"K={window} {mode} draw {draw}: {result['seconds']:.1f} s, |g| "
                     f"{float(result['grad'].norm()):.3g}, "
