@@ -257,13 +257,14 @@ def markdown(summary: list[dict[str, Any]], command: str) -> str:
         f"`{command}`",
         "",
         "Mean ± sd over the seeds listed. probe / finetune: test accuracy. auroc, entropy, "
-        "overlap, saturated: the masker after training (init: at initialisation). audit: "
+        "image info (bits per token), overlap, saturated: the masker after training (init: at "
+        "initialisation). audit: "
         "median cosine per run with the exact (unrolled) masker gradient, per edge. "
         "s / step: measured under load.",
         "",
-        "| dataset | arm | seeds | probe | finetune | auroc init -> final | entropy | overlap "
-        "| saturated | audit median cosine | s / step | peak MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | arm | seeds | probe | finetune | auroc init -> final | entropy | image info "
+        "| overlap | saturated | audit median cosine | s / step | peak MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for e in summary:
         auroc = (
@@ -278,7 +279,8 @@ def markdown(summary: list[dict[str, Any]], command: str) -> str:
         lines.append(
             f"| {e['dataset']} | {e['arm']} | {','.join(map(str, e['seeds']))} "
             f"| {_mean_sd(e['probe'])} | {_mean_sd(e['finetune'])} | {auroc} "
-            f"| {_mean_sd(e.get('final_entropy', []))} | {_mean_sd(e.get('final_overlap', []))} "
+            f"| {_mean_sd(e.get('final_entropy', []))} | {_mean_sd(e.get('final_image_info', []))} "
+            f"| {_mean_sd(e.get('final_overlap', []))} "
             f"| {_mean_sd(e.get('final_saturated', []))} | {audits or '–'} "
             f"| {_mean_sd(e['seconds_per_step'])} | {_mean_sd(e['peak_mib'])} |"
         )
