@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -120,3 +121,24 @@ def parameters(run_dir: Path) -> dict[str, torch.Tensor]:
         for node, node_state in state["nodes"].items()
         for name, tensor in node_state.get("module", {}).items()
     }
+
+
+def killed_audited_run_equals_unaudited(tmp: Path, args: list[str], audit: list[str]) -> Path:
+    """Run ``args`` twice side by side: as given (``tmp/off``) and with the ``audit`` flags
+    (``tmp/on``), that one SIGKILLed after engine step 3 and resumed. Asserts both final
+    checkpoints hold the same training state, bit for bit; returns the audited run's folder."""
+    reference = start("run", *args, "--out", str(tmp / "off"))
+    audited = tmp / "on"
+    victim = start("run", *args, *audit, "--out", str(audited))
+    wait_for_step(victim, audited / "metrics.jsonl", 3, timeout=600)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    resumed = run("run", *args, *audit, "--resume", str(audited), timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    _, err = reference.communicate(timeout=900)
+    assert reference.returncode == 0, err
+    off = training_state(tmp / "off" / "checkpoint.pt")
+    on = training_state(audited / "checkpoint.pt")
+    for key in ("step", "nodes", "rng", "callbacks"):
+        assert_identical(off[key], on[key], key)
+    return audited

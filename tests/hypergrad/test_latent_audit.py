@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from cli_runs import TINY, assert_identical, run, start, training_state, wait_for_step
-from helpers import tiny_bundle, tiny_spec
+from cli_runs import TINY, killed_audited_run_equals_unaudited, run
+from helpers import METAMAE_GRAPH, tiny_bundle, tiny_spec
 
 from metamask.compose import build_graph
 from metamask.hypergrad.audit import AuditResult, compare
@@ -32,25 +31,12 @@ def audited_step(
     solver: str, audit: dict[str, Any], inner_lr: float = 0.5
 ) -> tuple[AuditResult, torch.nn.Module, LatentTask, torch.Tensor]:
     """One engine iteration of a float64 tiny MetaMAE with its latent solver audited."""
-    spec = tiny_spec(
-        graph={
-            "nodes": {
-                "adapt": {
-                    "type": "adapt",
-                    "inner_lr": inner_lr,
-                    "s_ratio": 0.5,
-                    "latent_solver": {"type": solver, "audit": audit},
-                },
-                "reconstruct": {
-                    "type": "reconstruct",
-                    "reg_weight": 0.5,
-                    "optimizer": {"type": "adamw", "lr": 1e-3},
-                },
-            },
-            "u2l": {"reconstruct": ["adapt"]},
-            "l2u": {"adapt": ["reconstruct"]},
-        }
-    )
+    layout = copy.deepcopy(METAMAE_GRAPH)
+    layout["nodes"]["adapt"] |= {
+        "inner_lr": inner_lr,
+        "latent_solver": {"type": solver, "audit": audit},
+    }
+    spec = tiny_spec(graph=layout)
     torch.manual_seed(0)
     graph = build_graph(spec, tiny_bundle("signal1d", dtype=torch.float64), torch.device("cpu"))
     outer = graph.nodes["reconstruct"]
@@ -175,22 +161,7 @@ def test_a_metamae_run_is_bitwise_the_same_with_its_audits_on_across_a_kill_and_
         "graph.nodes.reconstruct.hypergradient={type: darts, audit: {every: 1, "
         "reference: unrolled}}",
     ]
-    reference = start("run", *args, "--out", str(tmp_path / "off"))
-    victim_dir = tmp_path / "on"
-    victim = start("run", *args, *audit, "--out", str(victim_dir))
-    wait_for_step(victim, victim_dir / "metrics.jsonl", 3, timeout=600)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
-    resumed = run("run", *args, *audit, "--resume", str(victim_dir), timeout=900)
-    assert resumed.returncode == 0, resumed.stderr
-    _, err = reference.communicate(timeout=900)
-    assert reference.returncode == 0, err
-    off, on = (
-        training_state(tmp_path / "off" / "checkpoint.pt"),
-        training_state(victim_dir / "checkpoint.pt"),
-    )
-    for key in ("step", "nodes", "rng", "callbacks"):
-        assert_identical(off[key], on[key], key)
+    victim_dir = killed_audited_run_equals_unaudited(tmp_path, args, audit)
     rows = [json.loads(line) for line in (victim_dir / "metrics.jsonl").read_text().splitlines()]
     audits = [row for row in rows if "audit" in row]
     assert {row["audit"] for row in audits} == {"adapt->reconstruct", "reconstruct->mask"}
