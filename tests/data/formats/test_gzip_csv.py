@@ -24,17 +24,32 @@ def test_reads_the_named_columns_in_the_order_asked(tmp_path: Path) -> None:
     assert table.tolist() == [[3.0, 1.0], [6.5, 4.0]]
 
 
+def _gz(data: bytes) -> bytes:
+    """Gzip with a fixed header time, so every pytest-xdist worker collects the same bytes."""
+    return gzip.compress(data, mtime=0)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"a,b\n1,2\n", "not a complete gzip file"),  # plain text under a .gz name
-        (gzip.compress(b"a,b\n1,2\n" * 50)[:-12], "not a complete gzip file"),  # cut short
-        (gzip.compress(b"a,c\n1,2\n"), "no column 'b'; columns are ['a', 'c']"),
-        (gzip.compress(b"a,b\n1,2\n3\n"), "t.csv.gz:3: expected 2 comma-separated fields, got 1"),
-        (gzip.compress(b"a,b\n1,x\n"), "t.csv.gz:2: a non-numeric field in ['1', 'x']"),
-        (gzip.compress(b"a,b\n"), "no data rows after the header"),
-        (gzip.compress(b""), "empty file; expected a CSV header row"),
-        (gzip.compress(b"\xff\xfe\x00a"), "the decompressed data is not UTF-8 text"),
+        (_gz(b"a,b\n1,2\n" * 50)[:-12], "not a complete gzip file"),  # cut short
+        (_gz(b"a,c\n1,2\n"), "no column 'b'; columns are ['a', 'c']"),
+        (_gz(b"a,b\n1,2\n3\n"), "t.csv.gz:3: expected 2 comma-separated fields, got 1"),
+        (_gz(b"a,b\n1,x\n"), "t.csv.gz:2: a non-numeric field in ['1', 'x']"),
+        (_gz(b"a,b\n"), "no data rows after the header"),
+        (_gz(b""), "empty file; expected a CSV header row"),
+        (_gz(b"\xff\xfe\x00a"), "the decompressed data is not UTF-8 text"),
+    ],
+    ids=[
+        "plain-text",
+        "cut-short",
+        "missing-column",
+        "short-row",
+        "non-numeric",
+        "no-rows",
+        "empty",
+        "not-utf8",
     ],
 )
 def test_a_bad_file_is_one_data_error_naming_it(
