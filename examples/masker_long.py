@@ -1,6 +1,6 @@
 """Issue 23's long runs: does a downstream-guided masker beat random masks, and with what?
 
-    python examples/masker_long.py --jobs 2         # 2 datasets x 4 arms x 3 seeds x 1000 steps
+    python examples/masker_long.py --jobs 2         # 2 datasets x 5 arms x 3 seeds x 1000 steps
     python examples/masker_long.py --table-only     # the tables and pictures of what finished
     python examples/masker_long.py --quick          # smoke test: tiny model, 8 steps, seed 0
 
@@ -17,7 +17,11 @@ says whether it finds them) and ``digits`` (problems/mlomae-digits.yaml's data a
   masker, so the masker would stay where it starts: this arm, without the refusal);
 - ``token-exact``: the per-token ``token_mlp`` masker (hidden 64), masker lr 1e-3,
   ``unrolled`` (exact) on both edges: the one lever whose sign held across seeds in the first
-  screen (docs/results.md §7).
+  screen (docs/results.md §7);
+- ``token-alive``: ``token-exact`` with the keep-alive options of the screen's ``alive``
+  variant: ``keep_mean`` (each image's mean masking probability held at the mask ratio) and
+  the ``normalised`` weighting. On digits ``token-exact`` pushed every probability to 0 and
+  the probability-weighted loss vanished; ``keep_mean`` makes that collapse impossible.
 
 Every arm pretrains the MAE at the shipped lr 1e-3 (warm-up 20, cosine), so that only the
 masking differs (the published MAE lr 1e-4 is problems/mlomae-*-published.yaml's). Each run
@@ -69,6 +73,8 @@ DATASETS: dict[str, tuple[str, str]] = {
 MASKER = "graph.nodes.pretrain.masker"
 EDGES = ("pretrain", "head")  # the masker's two edges: their nodes' hypergradient estimators
 MASKER_LR = ["graph.nodes.mask.optimizer.lr=1e-3"]
+TOKEN = [f"{MASKER}.type=token_mlp", f"{MASKER}.hidden=64"]
+ALIVE = [f"{MASKER}.keep_mean=true", f"{MASKER}.weighting=normalised"]
 
 
 def estimators(name: str) -> list[str]:
@@ -84,11 +90,8 @@ ARMS: dict[str, tuple[str, list[str], bool]] = {
         [f"{MASKER}.type=flat_mlp", "graph.nodes.mask.optimizer.lr=1e-12", *estimators("darts")],
         False,
     ),
-    "token-exact": (
-        "mlomae",
-        [f"{MASKER}.type=token_mlp", f"{MASKER}.hidden=64", *MASKER_LR, *estimators("unrolled")],
-        False,
-    ),
+    "token-exact": ("mlomae", [*TOKEN, *MASKER_LR, *estimators("unrolled")], False),
+    "token-alive": ("mlomae", [*TOKEN, *ALIVE, *MASKER_LR, *estimators("unrolled")], False),
 }
 #: the digits spec's fine-tuning, given to every dataset (controlled_patches has a probe only)
 FINETUNE = [

@@ -34,7 +34,7 @@ def test_each_arm_resolves_to_its_settings(example: Any) -> None:
                 assert list(nodes) == ["pretrain"] and nodes["pretrain"].type == "reconstruct"
                 continue
             masker = dict(nodes["pretrain"].options)["masker"]
-            estimator = {"published": "darts", "frozen": "darts", "token-exact": "unrolled"}[arm]
+            estimator = "unrolled" if arm.startswith("token") else "darts"
             for edge in ("pretrain", "head"):
                 hypergradient = nodes[edge].hypergradient
                 assert hypergradient.type == estimator
@@ -43,7 +43,9 @@ def test_each_arm_resolves_to_its_settings(example: Any) -> None:
                     assert audit == {"every": 50, "reference": "unrolled"}
                 else:
                     assert audit is None
-            assert masker["type"] == ("token_mlp" if arm == "token-exact" else "flat_mlp")
+            assert masker["type"] == ("token_mlp" if arm.startswith("token") else "flat_mlp")
+            alive = {"keep_mean": True, "weighting": "normalised"}
+            assert (alive.items() <= masker.items()) == (arm == "token-alive")
             assert nodes["mask"].optimizer.lr == (1e-12 if arm == "frozen" else 1e-3)
 
 
