@@ -146,7 +146,13 @@ def differentiable_step(
 def write_back(
     optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], state: DiffOptState
 ) -> None:
-    """Store ``state`` (detached) as the torch optimizer's state for ``params``."""
+    """Store ``state`` (detached) as the torch optimizer's state for ``params``.
+
+    Also marks the optimizer as stepped, as ``optimizer.step()`` does: a learning-rate
+    scheduler bound to it then takes the functional step for the step it is (torch otherwise
+    warns that ``lr_scheduler.step()`` came before ``optimizer.step()``; the schedule itself
+    is unaffected, since :func:`differentiable_step` reads the current lr)."""
     for param, slot in zip(params, state.slots, strict=True):
         if slot:
             optimizer.state[param] = {k: v.detach().clone() for k, v in slot.items()}
+    optimizer._opt_called = True  # type: ignore[attr-defined]  # torch's flag of a step taken

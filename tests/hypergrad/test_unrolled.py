@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -52,6 +53,24 @@ def test_differentiable_step_matches_torch_optim(name: str) -> None:
         assert torch.allclose(weight, reference.detach(), rtol=0, atol=1e-12)
     for key, value in ref_opt.state[reference].items():
         assert torch.allclose(our_opt.state[ours][key].to(DTYPE), value.to(DTYPE), atol=1e-12), key
+
+
+def test_a_scheduler_takes_the_functional_step_for_a_step() -> None:
+    """torch warns when a scheduler steps before its optimizer did; a run whose lower unrolls
+    steps only through ``differentiable_step``, so ``write_back`` must count as the step."""
+    problem, theta = Quadratic.make(), Quadratic.make().theta0()
+    param = torch.nn.Parameter(initial_lower(8))
+    optimizer = torch.optim.AdamW([param], lr=0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+    state = initial_state(optimizer, [param])
+    _, state = differentiable_step(
+        optimizer, [param], [param.detach()], [problem.lower_grad(param.detach(), theta)], state
+    )
+    write_back(optimizer, [param], state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
 
 
 def _adam_unrolled_objective(
