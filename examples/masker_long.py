@@ -1,6 +1,6 @@
 """Issue 23's long runs: does a downstream-guided masker beat random masks, and with what?
 
-    python examples/masker_long.py --jobs 2         # 2 datasets x 5 arms x 3 seeds x 1000 steps
+    python examples/masker_long.py --jobs 2         # 2 datasets x 6 arms x 3 seeds x 1000 steps
     python examples/masker_long.py --table-only     # the tables and pictures of what finished
     python examples/masker_long.py --quick          # smoke test: tiny model, 8 steps, seed 0
 
@@ -21,7 +21,10 @@ says whether it finds them) and ``digits`` (problems/mlomae-digits.yaml's data a
 - ``token-alive``: ``token-exact`` with the keep-alive options of the screen's ``alive``
   variant: ``keep_mean`` (each image's mean masking probability held at the mask ratio) and
   the ``normalised`` weighting. On digits ``token-exact`` pushed every probability to 0 and
-  the probability-weighted loss vanished; ``keep_mean`` makes that collapse impossible.
+  the probability-weighted loss vanished; ``keep_mean`` makes that collapse impossible;
+- ``token-frozen``: ``token-alive``'s masker (and weighting) held at its initialisation (masker
+  lr 1e-12, ``darts``): the control that tells what ``token-alive`` gains by training its
+  masker from what it gains by its masker's form (per-token, mean-matched, normalised).
 
 Every arm pretrains the MAE at the shipped lr 1e-3 (warm-up 20, cosine), so that only the
 masking differs (the published MAE lr 1e-4 is problems/mlomae-*-published.yaml's). Each run
@@ -75,6 +78,7 @@ EDGES = ("pretrain", "head")  # the masker's two edges: their nodes' hypergradie
 MASKER_LR = ["graph.nodes.mask.optimizer.lr=1e-3"]
 TOKEN = [f"{MASKER}.type=token_mlp", f"{MASKER}.hidden=64"]
 ALIVE = [f"{MASKER}.keep_mean=true", f"{MASKER}.weighting=normalised"]
+FROZEN_LR = "graph.nodes.mask.optimizer.lr=1e-12"  # the masker stays where it starts
 
 
 def estimators(name: str) -> list[str]:
@@ -87,11 +91,12 @@ ARMS: dict[str, tuple[str, list[str], bool]] = {
     "published": ("mlomae", [f"{MASKER}.type=flat_mlp", *MASKER_LR, *estimators("darts")], True),
     "frozen": (
         "mlomae",
-        [f"{MASKER}.type=flat_mlp", "graph.nodes.mask.optimizer.lr=1e-12", *estimators("darts")],
+        [f"{MASKER}.type=flat_mlp", FROZEN_LR, *estimators("darts")],
         False,
     ),
     "token-exact": ("mlomae", [*TOKEN, *MASKER_LR, *estimators("unrolled")], False),
     "token-alive": ("mlomae", [*TOKEN, *ALIVE, *MASKER_LR, *estimators("unrolled")], False),
+    "token-frozen": ("mlomae", [*TOKEN, *ALIVE, FROZEN_LR, *estimators("darts")], False),
 }
 #: the digits spec's fine-tuning, given to every dataset (controlled_patches has a probe only)
 FINETUNE = [

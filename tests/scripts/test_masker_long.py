@@ -34,7 +34,7 @@ def test_each_arm_resolves_to_its_settings(example: Any) -> None:
                 assert list(nodes) == ["pretrain"] and nodes["pretrain"].type == "reconstruct"
                 continue
             masker = dict(nodes["pretrain"].options)["masker"]
-            estimator = "unrolled" if arm.startswith("token") else "darts"
+            estimator = "unrolled" if arm in ("token-exact", "token-alive") else "darts"
             for edge in ("pretrain", "head"):
                 hypergradient = nodes[edge].hypergradient
                 assert hypergradient.type == estimator
@@ -45,8 +45,9 @@ def test_each_arm_resolves_to_its_settings(example: Any) -> None:
                     assert audit is None
             assert masker["type"] == ("token_mlp" if arm.startswith("token") else "flat_mlp")
             alive = {"keep_mean": True, "weighting": "normalised"}
-            assert (alive.items() <= masker.items()) == (arm == "token-alive")
-            assert nodes["mask"].optimizer.lr == (1e-12 if arm == "frozen" else 1e-3)
+            assert (alive.items() <= masker.items()) == (arm in ("token-alive", "token-frozen"))
+            frozen = arm in ("frozen", "token-frozen")
+            assert nodes["mask"].optimizer.lr == (1e-12 if frozen else 1e-3)
 
 
 def test_bad_flags_are_one_line_and_exit_2(
