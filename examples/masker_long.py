@@ -258,7 +258,44 @@ def summary_rows(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[d
     return out
 
 
-def markdown(summary: list[dict[str, Any]], command: str) -> str:
+def against_random_masks(
+    rows: list[dict[str, Any]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every learned arm − ``mae`` on the same dataset, paired by seed, per downstream score:
+    the mean difference, its 95% t interval (none for a single shared seed) and the seeds
+    where the arm is ahead (:func:`metamask.experiments.stats.paired`)."""
+    from metamask.experiments.stats import paired
+
+    out = []
+    for dataset in args.datasets:
+        mine = [r for r in rows if r["dataset"] == dataset]
+        for score in ("probe", "finetune"):
+            base = {r["seed"]: r[score] for r in mine if r["arm"] == "mae" and r[score] is not None}
+            for arm in args.arms:
+                scores = {r["seed"]: r[score] for r in mine if r["arm"] == arm}
+                scores = {seed: value for seed, value in scores.items() if value is not None}
+                if arm == "mae" or not set(scores) & set(base):
+                    continue
+                pair = paired(arm, scores, "mae", base)
+                out.append(
+                    {
+                        "dataset": dataset,
+                        "score": score,
+                        "arm": arm,
+                        "seeds": list(pair.seeds),
+                        "differences": list(pair.differences),
+                        "mean": pair.mean,
+                        "low": pair.low,
+                        "high": pair.high,
+                        "wins": pair.wins,
+                        "verdict": pair.verdict,
+                        "sentence": pair.sentence(),
+                    }
+                )
+    return out
+
+
+def markdown(summary: list[dict[str, Any]], against: list[dict[str, Any]], command: str) -> str:
     lines = [
         "# Masker long runs: learned masks against random ones",
         "",
@@ -292,6 +329,24 @@ def markdown(summary: list[dict[str, Any]], command: str) -> str:
             f"| {_mean_sd(e.get('final_saturated', []))} | {audits or '–'} "
             f"| {_mean_sd(e['seconds_per_step'])} | {_mean_sd(e['peak_mib'])} |"
         )
+    if against:
+        lines += [
+            "",
+            "Against random masks: arm − mae on the same dataset, paired by seed, in accuracy "
+            "points, with the 95% t interval over the seeds both have.",
+            "",
+            "| dataset | score | arm | seeds | arm − mae | seeds ahead | verdict |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for a in against:
+            interval = (
+                f" [{100 * a['low']:+.1f}, {100 * a['high']:+.1f}]" if a["low"] is not None else ""
+            )
+            lines.append(
+                f"| {a['dataset']} | {a['score']} | {a['arm']} | {','.join(map(str, a['seeds']))} "
+                f"| {100 * a['mean']:+.1f}{interval} | {a['wins']}/{len(a['seeds'])} "
+                f"| {a['verdict']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -336,9 +391,13 @@ def tables(args: argparse.Namespace, console: Console) -> int:
             rows.append(done)
     summary = summary_rows(rows, args)
     command = shlex.join(["python", "examples/masker_long.py", *args.passed])
+    against = against_random_masks(rows, args)
     runs = [{k: v for k, v in r.items() if k != "spec"} for r in rows]
-    write_json(args.out / "table.json", {"command": command, "summary": summary, "runs": runs})
-    text = markdown(summary, command)
+    write_json(
+        args.out / "table.json",
+        {"command": command, "summary": summary, "against_random_masks": against, "runs": runs},
+    )
+    text = markdown(summary, against, command)
     write_text(args.out / "table.md", text)
     pictures(rows, args)
     console.print(text, highlight=False, markup=False)

@@ -78,13 +78,37 @@ def test_quick_run_end_to_end_and_a_rerun_trains_nothing(example: Any, tmp_path:
     published = runs["published"]
     assert published["steps"] == 8 and published["finetune"] is not None
     assert 0.0 <= published["final"]["auroc"] <= 1.0 and len(published["final"]["map"]) == 64
-    assert set(published["audit"]) == {"pretrain->mask", "head->mask"}
+    assert set(published["audit"]) == {"pretrain->mask", "head->mask", "pretrain+head->mask"}
     # every 2 steps of the upper node (mask), which steps every 2nd engine step
     assert [step for step, _ in published["audit_series"]["head->mask"]] == [4, 8]
     assert (out / "learned_maps.png").is_file() and (out / "audit_cosines.png").is_file()
     assert "| controlled_patches | published | 0 |" in (out / "table.md").read_text()
+    against = [(a["score"], a["arm"], a["verdict"]) for a in table["against_random_masks"]]
+    assert against == [(s, "published", "no interval") for s in ("probe", "finetune")]
     done = out / "runs" / "controlled_patches-published-seed0" / "long.json"
     stamp = done.stat().st_mtime_ns
     assert example.main(argv) == 0
     assert done.stat().st_mtime_ns == stamp
     assert json.loads((out / "table.json").read_text())["runs"] == table["runs"]
+
+
+def test_learned_arms_are_paired_with_random_masks_seed_by_seed(example: Any) -> None:
+    args = example.parse(["--datasets", "digits", "--arms", "mae", "token-alive"])
+
+    def row(arm: str, seed: int, probe: float, finetune: float | None) -> dict[str, Any]:
+        return {"dataset": "digits", "arm": arm, "seed": seed, "probe": probe, "finetune": finetune}
+
+    rows = [row("mae", s, 0.90, 0.95) for s in (0, 1, 2)]
+    rows += [row("token-alive", 0, 0.92, 0.96), row("token-alive", 1, 0.93, None)]
+    rows += [row("token-alive", 2, 0.94, 0.97), row("token-alive", 3, 0.99, 0.99)]  # no mae
+    against = {a["score"]: a for a in example.against_random_masks(rows, args)}
+    probe, finetune = against["probe"], against["finetune"]
+    assert probe["seeds"] == [0, 1, 2] and probe["wins"] == 3
+    assert probe["differences"] == pytest.approx([0.02, 0.03, 0.04])
+    half = 4.302652729911275 * 0.01 / 3**0.5  # t(0.975, 2) * sd / sqrt(n)
+    assert probe["mean"] == pytest.approx(0.03)
+    assert (probe["low"], probe["high"]) == pytest.approx((0.03 - half, 0.03 + half))
+    assert probe["verdict"] == "ahead"
+    assert finetune["seeds"] == [0, 2] and finetune["mean"] == pytest.approx(0.015)
+    text = example.markdown([], list(against.values()), "cmd")
+    assert "| digits | probe | token-alive | 0,1,2 | +3.0 [+0.5, +5.5] | 3/3 | ahead |" in text
