@@ -37,6 +37,7 @@ ablations, their table and plots are this script's own.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import statistics
 import sys
@@ -193,10 +194,27 @@ def plan(
     return sorted(points, key=lambda p: (order[p.run.arm.label], list(seeds).index(p.seed)))
 
 
-def row_of(p: Point, item: Finished) -> dict[str, Any]:
-    """The table's row of ``p``, from the run that carried it out (maybe another setting's)."""
+def earlier_walls(table: Path) -> dict[str, float]:
+    """run id -> the wall seconds an earlier call of this script recorded in ``table``
+    (none when it is absent or unreadable: each run's results.json is the record that
+    counts, and the table is rewritten from them)."""
+    try:
+        rows = json.loads(table.read_text()).get("runs", [])
+        return {str(r["run"]): float(r["wall_seconds"]) for r in rows}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return {}
+
+
+def row_of(p: Point, item: Finished, earlier: dict[str, float]) -> dict[str, Any]:
+    """The table's row of ``p``, from the run that carried it out (maybe another setting's).
+
+    A run read back keeps the wall time the call that trained it recorded (``earlier``), so a
+    rerun reproduces the table; without one, its training and probe seconds stand in."""
     results = item.results
     train = results["train"]
+    wall = item.wall_seconds
+    if item.read_back:
+        wall = earlier.get(p.run_id, train["seconds"] + (results.get("probe_seconds") or 0.0))
     return {
         "ablation": p.ablation.name,
         "dataset": p.ablation.dataset,
@@ -210,9 +228,9 @@ def row_of(p: Point, item: Finished) -> dict[str, Any]:
         "test": results["test"],
         "val": results["val"],
         "final": train["final"],  # each node's last logged loss terms
-        # this call's wall time (data, build, training, probe, pictures); a resumed run's
-        # earlier legs are in train_seconds
-        "wall_seconds": item.wall_seconds,
+        # the training call's wall time (data, build, training, probe, pictures); a resumed
+        # run's earlier legs are in train_seconds
+        "wall_seconds": wall,
         "train_seconds": train["seconds"],
         "seconds_per_step": train["seconds_per_step"],
         "probe_seconds": results.get("probe_seconds"),
@@ -361,11 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         unique: dict[str, Planned] = {}
         for p in wanted:  # a spec two settings share is trained once, in the first's folder
             unique.setdefault(p.run_id, p.run)
+        earlier = earlier_walls(out / "table.json")
         carried = carry_out(list(unique.values()), args.jobs, not args.quiet, console)
         done = {spec_digest(item.run.spec): item for _, item in carried}
         rows = []
         for p in wanted:
-            row = row_of(p, done[p.run_id])
+            row = row_of(p, done[p.run_id], earlier)
             if done[p.run_id].run is not p.run:
                 first = next(q for q in wanted if q.run is done[p.run_id].run)
                 row["shared_with"] = f"{first.ablation.name}/{first.setting.label}"
