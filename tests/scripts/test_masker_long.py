@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from metamask.experiments import finished_results
 from tests.scripts.loading import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +113,20 @@ def test_learned_arms_are_paired_with_random_masks_seed_by_seed(example: Any) ->
     assert finetune["seeds"] == [0, 2] and finetune["mean"] == pytest.approx(0.015)
     text = example.markdown([], list(against.values()), "cmd")
     assert "| digits | probe | token-alive | 0,1,2 | +3.0 [+0.5, +5.5] | 3/3 | ahead |" in text
+
+
+def test_the_stored_long_runs_are_read_back_as_finished(example: Any) -> None:
+    """docs/results.md §9 says: copy docs/data/masker_long/runs to the output folder and the
+    script trains only what is missing. That holds only while every stored run's spec is
+    the one the script resolves now (a changed spec or arm would retrain it silently)."""
+    stored = ROOT / "docs" / "data" / "masker_long"
+    args = example.parse(["--out", str(stored), "--seeds", "0", "1", "2", "3", "4"])
+    found = sorted(p.parent.name for p in (stored / "runs").glob("*/long.json"))
+    assert len(found) >= 34, found  # issue 23's 24 planned runs and the 10 added to them
+    for dataset, arm, seed in example.planned(args):
+        folder = example.folder_of(dataset, arm, seed, args)
+        if (folder / "long.json").is_file():
+            spec = example.spec_for(dataset, arm, seed, args)
+            assert finished_results(folder, spec, "long.json") is not None, folder.name
+    table = json.loads((stored / "table.json").read_text())
+    assert sorted(f"{r['dataset']}-{r['arm']}-seed{r['seed']}" for r in table["runs"]) == found
