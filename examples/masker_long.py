@@ -266,14 +266,19 @@ def against_random_masks(
     where the arm is ahead (:func:`metamask.experiments.stats.paired`)."""
     from metamask.experiments.stats import paired
 
+    def by_seed(dataset: str, arm: str, score: str) -> dict[int, float]:
+        return {
+            r["seed"]: r[score]
+            for r in rows
+            if r["dataset"] == dataset and r["arm"] == arm and r[score] is not None
+        }
+
     out = []
     for dataset in args.datasets:
-        mine = [r for r in rows if r["dataset"] == dataset]
         for score in ("probe", "finetune"):
-            base = {r["seed"]: r[score] for r in mine if r["arm"] == "mae" and r[score] is not None}
+            base = by_seed(dataset, "mae", score)
             for arm in args.arms:
-                scores = {r["seed"]: r[score] for r in mine if r["arm"] == arm}
-                scores = {seed: value for seed, value in scores.items() if value is not None}
+                scores = by_seed(dataset, arm, score)
                 if arm == "mae" or not set(scores) & set(base):
                     continue
                 pair = paired(arm, scores, "mae", base)
